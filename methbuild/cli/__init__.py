@@ -1,0 +1,93 @@
+"""The ``methbuild`` command line: a thin ``click`` layer over the Python API.
+
+Each command lives in its own module ``methbuild/cli/<name>.py`` exposing ``command`` and is
+imported only when it runs, so ``methbuild --help`` stays fast and a command's heavy
+dependencies (pyvips, aiohttp, dask) load only for that command.
+Nothing in the package imports this module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+import click
+
+from methbuild import __version__
+from methbuild.errors import UserError
+
+# command name -> module under methbuild.cli (one module per command).
+COMMANDS: dict[str, str] = {
+    "ultramnist": "ultramnist",
+    "met": "met",
+    "crawl": "crawl",
+    "mirror": "mirror",
+    "lowres": "lowres",
+    "stats": "stats",
+    "downsample": "downsample",
+    "build": "build",
+    "recipes": "recipes",
+    "buckets": "buckets",
+}
+
+
+def _module_name(cmd: str) -> str:
+    return f"methbuild.cli.{COMMANDS[cmd]}"
+
+
+class LazyGroup(click.Group):
+    """Loads each command's module on first use; lists only commands that are installed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(c for c in COMMANDS if importlib.util.find_spec(_module_name(c)) is not None)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS or importlib.util.find_spec(_module_name(cmd_name)) is None:
+            return None
+        return importlib.import_module(_module_name(cmd_name)).command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="methbuild")
+def cli() -> None:
+    """Build high-resolution, variable-shape image datasets.
+
+    MetH (Medium, Cultures, Period, SR) from the Metropolitan Museum's open-access
+    collection, UltraMNIST, downsampled ImageNet, and statistics of any image collection.
+    Run `methbuild COMMAND --help` for each command.
+    """
+
+
+def _fail(prog: str, message: str, code: int = 2) -> None:
+    message = " ".join(str(message).split())  # one line, whatever the source message looked like
+    click.echo(f"{prog}: error: {message}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the CLI; user errors become one stderr line and exit status 2."""
+    prog = "methbuild"
+    # click >= 8.2 raises this for a bare `methbuild` (or a group without its subcommand).
+    no_args = getattr(click.exceptions, "NoArgsIsHelpError", ())
+    try:
+        rv = cli.main(args=argv, prog_name=prog, standalone_mode=False)
+    except no_args as exc:  # type: ignore[misc]
+        click.echo(exc.format_message())
+        sys.exit(0)
+    except click.exceptions.Abort:
+        click.echo(f"{prog}: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else prog
+        _fail(where, exc.format_message(), exc.exit_code if exc.exit_code else 2)
+    except UserError as exc:
+        _fail(prog, str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo(f"{prog}: interrupted; rerun the same command to resume", err=True)
+        sys.exit(130)
+    except BrokenPipeError:  # `methbuild ... | head`
+        sys.exit(0)
+    if isinstance(rv, int) and rv:
+        sys.exit(rv)

@@ -1,0 +1,1 @@
+"""Synthetic datasets rendered from seeds: UltraMNIST."""

@@ -1,0 +1,35 @@
+"""Shared test helpers: run the real `methbuild` command line in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def run_cli(*args: str, cwd: str | os.PathLike | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m methbuild ARGS`` as a user would; returns the completed process (text)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "methbuild", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    """A user error: exit 2, exactly one line on stderr, no traceback, mentioning ``needles``."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for n in needles:
+        assert n.lower() in lines[0].lower(), (n, lines[0])
