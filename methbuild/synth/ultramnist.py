@@ -47,7 +47,8 @@ V_PROBS = V_WEIGHTS / V_WEIGHTS.sum()
 SPLITS = ("train", "test")
 SPLIT_KEY = {"train": 0, "test": 1}
 MIN_SIZE, MAX_SIZE = 512, 16000
-POSITION_TRIES = 100  # positions tried per digit before the size set is redrawn
+POSITION_TRIES = 5  # random layouts tried for a size set before the edge-flush search
+PACK_SEARCH_NODES = 4000  # bound on that search; past it the size set is redrawn
 SIZESET_TRIES = 10_000
 STRIP_ROWS = 256  # the background is rendered in strips: small buffers, cache friendly
 EXTENSIONS = {"jpeg": ".jpeg", "png": ".png"}
@@ -122,24 +123,91 @@ def draw_sides(rng: np.random.Generator, k: int, size: int) -> list[tuple[int, i
     return [(side_of(int(r), bool(h), size), int(r)) for r, h in zip(rs, halves)]
 
 
-def pack(rng: np.random.Generator, sides: list[int], size: int) -> list[tuple[int, int]] | None:
-    """Place squares of ``sides`` (largest first) so no two share a pixel; None if it fails."""
-    order = sorted(range(len(sides)), key=lambda i: -sides[i])
-    boxes: list[tuple[int, int, int]] = []
-    pos: dict[int, tuple[int, int]] = {}
-    for i in order:
-        s = sides[i]
-        if s > size:
-            return None
-        for _ in range(POSITION_TRIES):
-            x, y = (int(v) for v in rng.integers(0, size - s + 1, size=2))
-            if all(x + s <= bx or bx + bs <= x or y + s <= by or by + bs <= y for bx, by, bs in boxes):
-                boxes.append((x, y, s))
-                pos[i] = (x, y)
-                break
-        else:
-            return None
+def _disjoint(x: int, y: int, s: int, boxes: list[tuple[int, int, int]]) -> bool:
+    return all(x + s <= bx or bx + bs <= x or y + s <= by or by + bs <= y for bx, by, bs in boxes)
+
+
+def free_position(rng: np.random.Generator, s: int, boxes: list[tuple[int, int, int]],
+                  size: int) -> tuple[int, int] | None:
+    """A position drawn uniformly among all where an ``s``-square shares no pixel with ``boxes``.
+
+    Exact, not trial and error: the forbidden positions are a union of rectangles, so the
+    free ones are cells of the grid their edges make; pick a cell by its area, then a point.
+    None when there is no room.
+    """
+    hi = size - s + 1  # x, y in [0, hi)
+    if hi <= 0:
+        return None
+    xs, ys, forbidden = {0, hi}, {0, hi}, []
+    for bx, by, bs in boxes:
+        x0, x1 = max(bx - s + 1, 0), min(bx + bs, hi)
+        y0, y1 = max(by - s + 1, 0), min(by + bs, hi)
+        if x0 < x1 and y0 < y1:
+            forbidden.append((x0, x1, y0, y1))
+            xs |= {x0, x1}
+            ys |= {y0, y1}
+    gx, gy = np.array(sorted(xs)), np.array(sorted(ys))
+    free = np.ones((len(gy) - 1, len(gx) - 1), dtype=bool)
+    for x0, x1, y0, y1 in forbidden:
+        free[np.ix_((gy[:-1] >= y0) & (gy[:-1] < y1), (gx[:-1] >= x0) & (gx[:-1] < x1))] = False
+    area = free * np.outer(np.diff(gy), np.diff(gx)).astype(float)
+    total = area.sum()
+    if total <= 0:
+        return None
+    iy, ix = divmod(int(rng.choice(area.size, p=(area / total).ravel())), area.shape[1])
+    return int(rng.integers(gx[ix], gx[ix + 1])), int(rng.integers(gy[iy], gy[iy + 1]))
+
+
+def _pack_tight(rng: np.random.Generator, sides: list[int], order: list[int], size: int) -> list[tuple[int, int]] | None:
+    """Search positions flush with the canvas edges and the placed boxes (for crowded sets)."""
+    budget = [PACK_SEARCH_NODES]
+
+    def place(j: int, boxes: list[tuple[int, int, int]]) -> list[tuple[int, int]] | None:
+        if j == len(order):
+            return []
+        s = sides[order[j]]
+        cx = {0, size - s} | {bx + bs for bx, _, bs in boxes} | {bx - s for bx, _, _ in boxes}
+        cy = {0, size - s} | {by + bs for _, by, bs in boxes} | {by - s for _, by, _ in boxes}
+        cands = sorted((x, y) for x in cx for y in cy if 0 <= x <= size - s and 0 <= y <= size - s)
+        for k in rng.permutation(len(cands)):
+            budget[0] -= 1
+            if budget[0] < 0:
+                return None
+            x, y = cands[k]
+            if _disjoint(x, y, s, boxes):
+                rest = place(j + 1, boxes + [(x, y, s)])
+                if rest is not None:
+                    return [(x, y)] + rest
+        return None
+
+    found = place(0, [])
+    if found is None:
+        return None
+    pos = dict(zip(order, found))
     return [pos[i] for i in range(len(sides))]
+
+
+def pack(rng: np.random.Generator, sides: list[int], size: int) -> list[tuple[int, int]] | None:
+    """Place squares of ``sides`` so no two share a pixel; None when the set cannot be packed.
+
+    Largest first, each at a uniformly random free position; when the random layout paints
+    itself into a corner only the positions are redrawn, and a crowded set that random
+    layouts keep missing gets a search over edge-flush positions. Only a set that fails all of
+    this is given up (the caller redraws the sizes), so the realised sizes are the V
+    conditioned on packability, not on luck.
+    """
+    order = sorted(range(len(sides)), key=lambda i: -sides[i])
+    for _ in range(POSITION_TRIES):
+        boxes: list[tuple[int, int, int]] = []
+        for i in order:
+            p = free_position(rng, sides[i], boxes, size)
+            if p is None:
+                break
+            boxes.append((p[0], p[1], sides[i]))
+        else:
+            pos = {i: (bx, by) for i, (bx, by, _) in zip(order, boxes)}
+            return [pos[i] for i in range(len(sides))]
+    return _pack_tight(rng, sides, order, size)
 
 
 def sample_layout(rng: np.random.Generator, k: int, size: int) -> list[tuple[int, int, int, int]]:
@@ -407,9 +475,9 @@ def size_report(sides_r: list[tuple[int, int]], size: int) -> dict:
 def generate(opts: Options) -> dict:
     """Generate the dataset described by ``opts``; return the summary (also in summary.json)."""
     validate(opts)
-    out = ensure_writable_dir(opts.out, "--out folder")
-    for split in opts.splits:  # fail early and clearly when MNIST is missing
+    for split in opts.splits:  # fail early and clearly when MNIST is missing, before any output
         load_pool(opts.mnist, split)
+    out = ensure_writable_dir(opts.out, "--out folder")
     _check_identity(out, opts)
     workers = opts.workers or default_workers()
     started = time.perf_counter()

@@ -1,0 +1,97 @@
+"""Fast lossless PNG for the low-resolution sets: 8-bit grey or RGB, written in row blocks.
+
+libvips' and Pillow's PNG writers spend most of their time in zlib's match search, and with
+their default filter choice they barely compress photographic content at fast levels. Here
+every scanline uses the PNG "Up" filter (a vectorised numpy subtraction) and zlib runs at
+level 1 with the ``Z_RLE`` strategy: on the MetH-SR benchmark this is as fast as libvips at
+compression 1 and the files are ~40% smaller (see docs/lowres.md). The output is a plain
+PNG any reader decodes; an ICC profile of the right colour space is kept in an ``iCCP`` chunk.
+
+Rows are filtered and compressed a block at a time, so memory beyond the image itself is a
+few megabytes. Files are written atomically (``io.atomic``): a final name only ever holds a
+complete PNG, and :func:`png_size` recognises one cheaply (IHDR size and IEND trailer).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from methbuild.io.atomic import atomic_path
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+COLOUR_TYPE = {1: 0, 3: 2}  # bands -> PNG colour type (grey, truecolour)
+ICC_SPACE = {1: b"GRAY", 3: b"RGB "}  # the profile's colour space must match the bands
+FILTER_UP = 2
+BLOCK_BYTES = 4 << 20  # filtered bytes compressed per step
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
+
+
+def _icc_matches(profile: bytes | None, bands: int) -> bool:
+    return bool(profile) and len(profile) >= 20 and profile[16:20] == ICC_SPACE[bands]
+
+
+def write_png(path: str | os.PathLike, pixels: np.ndarray, *, icc_profile: bytes | None = None,
+              level: int = 1, fsync: bool = True) -> Path:
+    """Write ``pixels`` (H × W uint8 grey, or H × W × 1|3 uint8) as a PNG at ``path``, atomically."""
+    a = np.asarray(pixels)
+    if a.dtype != np.uint8:
+        raise ValueError(f"PNG writer takes uint8 pixels, not {a.dtype}")
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in COLOUR_TYPE or a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"PNG writer takes H×W grey or H×W×3 RGB pixels, not shape {pixels.shape}")
+    h, w, bands = a.shape
+    rows = np.ascontiguousarray(a).reshape(h, w * bands)
+    stride = w * bands
+    header = SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, COLOUR_TYPE[bands], 0, 0, 0))
+    if _icc_matches(icc_profile, bands):
+        header += _chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc_profile, 6))
+    block_rows = max(1, BLOCK_BYTES // (stride + 1))
+    buf = np.empty((min(block_rows, h), stride + 1), np.uint8)
+    buf[:, 0] = FILTER_UP
+    zero = np.zeros(stride, np.uint8)
+    path = Path(path)
+    with atomic_path(path, fsync=fsync) as tmp, open(tmp, "wb") as fh:
+        fh.write(header)
+        comp = zlib.compressobj(level, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+        for r0 in range(0, h, block_rows):
+            r1 = min(h, r0 + block_rows)
+            out = buf[: r1 - r0]
+            # Up filter: each byte minus the byte above (the row above the image is zero); uint8 wraps mod 256
+            np.subtract(rows[r0], rows[r0 - 1] if r0 else zero, out=out[0, 1:])
+            if r1 - r0 > 1:
+                np.subtract(rows[r0 + 1: r1], rows[r0: r1 - 1], out=out[1:, 1:])
+            data = comp.compress(out.data)
+            if data:
+                fh.write(_chunk(b"IDAT", data))
+        fh.write(_chunk(b"IDAT", comp.flush()))
+        fh.write(IEND)
+    return path
+
+
+def png_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) of a complete PNG at ``path`` (IHDR read, IEND trailer present), else ``None``."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(24)
+            fh.seek(0, os.SEEK_END)
+            n = fh.tell()
+            if n < len(head) + len(IEND):
+                return None
+            fh.seek(n - len(IEND))
+            tail = fh.read(len(IEND))
+    except OSError:
+        return None
+    if len(head) < 24 or not head.startswith(SIGNATURE) or head[12:16] != b"IHDR" or tail != IEND:
+        return None
+    w, h = struct.unpack(">II", head[16:24])
+    return w, h
