@@ -1,0 +1,479 @@
+"""The Met crawler: records from the Collection API, then the original image of each object.
+
+Stages per object (one asyncio task per concurrency slot, all in one process):
+
+1. the record ``GET {api}/objects/{id}`` through the API host's adaptive rate limiter; stored
+   in ``crawl.sqlite`` once fetched, so a rerun never asks for it again;
+2. a final outcome without download when the object is not public domain, has no
+   ``primaryImage``, or the image lives on a host that is not allowed;
+3. the ``primaryImage`` (the original, never ``primaryImageSmall``) streamed in 1 MiB chunks to
+   a temporary file in ``images/``, hashed while streaming, its length checked against
+   ``Content-Length``, its header parsed (size, EXIF orientation, pixel limit), fsynced and
+   renamed to ``images/<objectID>.<ext>``.
+
+Transient faults (timeouts, resets, 403/429/5xx, HTML where JSON was expected, truncated or
+undecodable bodies) are retried with exponential back-off and jitter; permanent outcomes are
+recorded once. Failures are values (:class:`Outcome`), never exceptions out of the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import random
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+import pandas as pd
+from tqdm import tqdm
+
+from methbuild.errors import UserError
+from methbuild.io.atomic import TMP_MARK, clean_stale_temps, ensure_writable_dir
+from methbuild.io.imageinfo import probe
+from methbuild.io.tables import write_table
+from methbuild.met import state as st
+from methbuild.met.ratelimit import HostLimiters, parse_retry_after
+
+DEFAULT_API_URL = "https://collectionapi.metmuseum.org/public/collection/v1"
+MET_IMAGE_HOSTS = ("images.metmuseum.org",)
+USER_AGENT = "methbuild-crawler/0.1 (research dataset builder; polite, rate-limited)"
+DEFAULT_API_RATE = 10.0  # requests/s: well under the documented 80/s and the firewall's burst trigger
+DEFAULT_IMAGE_RATE = 20.0
+DEFAULT_CONCURRENCY = 16
+DEFAULT_PIXEL_LIMIT = 300_000_000
+DEFAULT_MAX_BYTES = 2 << 30
+CHUNK = 1 << 20
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "TIFF": "tif", "WEBP": "webp", "GIF": "gif", "BMP": "bmp",
+              "JPEG2000": "jp2", "MPO": "jpg"}
+MAX_REDIRECTS = 5
+
+
+@dataclass
+class Outcome:
+    """What one attempt on one object gave: a final status, or a transient error to retry."""
+
+    status: str | None = None  # a final status (state.FINAL), None for a transient failure
+    error: str | None = None
+    retry_after: float | None = None
+    url: str | None = None
+    image: dict | None = None  # image_file, nbytes, sha256, width, height, content_type
+
+
+@dataclass
+class CrawlReport:
+    """Counts per status over the whole state, and what this run did."""
+
+    counts: dict[str, int]
+    downloaded_now: int = 0
+    adopted: int = 0
+    retries: int = 0
+    bytes_now: int = 0
+    seconds: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)  # transient errors seen, by kind
+    out: Path | None = None
+
+    @property
+    def unfinished(self) -> int:
+        return self.counts.get(st.PENDING, 0) + self.counts.get(st.FAILED, 0)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every object reached a final state, 1 when transient failures remain."""
+        return 0 if self.unfinished == 0 else 1
+
+    def summary(self) -> str:
+        c = self.counts
+        total = sum(c.values())
+        lines = [f"objects: {total} — downloaded {c[st.DOWNLOADED]}, not found {c[st.NOT_FOUND]}, "
+                 f"not public domain {c[st.NOT_PUBLIC_DOMAIN]}, no image {c[st.NO_IMAGE]}, "
+                 f"refused {c[st.REFUSED]}, failed (transient, rerun to retry) {c[st.FAILED]}, "
+                 f"pending {c[st.PENDING]}"]
+        rate = self.downloaded_now / self.seconds if self.seconds > 0 else 0.0
+        lines.append(f"this run: {self.downloaded_now} images downloaded ({self.bytes_now / 1e6:.1f} MB, "
+                     f"{rate:.1f}/s), {self.adopted} adopted from an interrupted run, {self.retries} retries, "
+                     f"{self.seconds:.1f} s")
+        if self.errors:
+            lines.append("transient errors seen: " + ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())))
+        return "\n".join(lines)
+
+
+def read_ids(path: str | os.PathLike) -> list[int]:
+    """Object IDs from a file, one per line (blank lines and ``#`` comments skipped).
+
+    A line that is not a non-negative integer is a :class:`UserError` naming its line number.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise UserError(f"ID file {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read ID file {str(path)!r}: {exc}") from None
+    ids: list[int] = []
+    seen: set[int] = set()
+    for n, line in enumerate(text.splitlines(), 1):
+        s = line.split("#", 1)[0].strip()
+        if not s:
+            continue
+        if not s.isdigit():
+            raise UserError(f"{str(path)!r} line {n}: {s[:40]!r} is not an integer object ID")
+        i = int(s)
+        if i not in seen:
+            seen.add(i)
+            ids.append(i)
+    return ids
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def _probe_and_hash_file(path: str) -> tuple[object, str, int]:
+    """Header facts, sha256 and size of a finished file (adopting an image from a killed run)."""
+    h = hashlib.sha256()
+    n = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+            n += len(chunk)
+    return _probe(path), h.hexdigest(), n
+
+
+def _probe(path: str):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return probe(path)
+
+
+def _fsync_and_rename(tmp: str, final: str) -> None:
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+
+
+class _TransientError(Exception):
+    def __init__(self, message: str, kind: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.kind, self.retry_after = kind, retry_after
+
+
+class Crawler:
+    """One crawl over an output folder; see :func:`crawl`."""
+
+    def __init__(self, out: Path, *, api_url: str, concurrency: int, api_rate: float, image_rate: float,
+                 allow_hosts: Sequence[str], retries: int, retry_base: float, retry_max: float,
+                 timeout: float, pixel_limit: int, max_bytes: int, progress: bool) -> None:
+        self.out = out
+        self.images = out / "images"
+        self.api_url = api_url.rstrip("/")
+        self.api_host = _host(self.api_url)
+        self.allowed = {h.lower() for h in (*MET_IMAGE_HOSTS, self.api_host, *allow_hosts) if h}
+        self.concurrency = concurrency
+        self.api_limits = HostLimiters(api_rate)
+        self.image_limits = HostLimiters(image_rate)
+        self.retries, self.retry_base, self.retry_max = retries, retry_base, retry_max
+        self.timeout, self.pixel_limit, self.max_bytes = timeout, pixel_limit, max_bytes
+        self.progress = progress
+        self.report = CrawlReport(counts={})
+        self.bar: tqdm | None = None
+        self.state: st.CrawlState | None = None
+        self._rng = random.Random()
+
+    # ------------------------------------------------------------ HTTP
+    async def _fetch_record(self, session: aiohttp.ClientSession, object_id: int) -> Outcome | dict:
+        url = f"{self.api_url}/objects/{object_id}"
+        lim = self.api_limits[self.api_host]
+        await lim.acquire()
+        try:
+            async with session.get(url, allow_redirects=True) as resp:
+                body = await resp.read()
+                ctype = resp.headers.get("Content-Type", "")
+                if resp.status == 404:
+                    lim.on_success()
+                    return Outcome(st.NOT_FOUND, f"API answered 404 for object {object_id}", url=url)
+                if resp.status in (403, 429) or resp.status >= 500:
+                    ra = parse_retry_after(resp.headers.get("Retry-After"))
+                    lim.on_throttle(ra)
+                    raise _TransientError(f"API answered HTTP {resp.status}", f"api_{resp.status}", ra)
+                if resp.status != 200:
+                    raise _TransientError(f"API answered HTTP {resp.status}", f"api_{resp.status}")
+                head = body[:256].lstrip().lower()
+                if "html" in ctype.lower() or head.startswith((b"<!doctype", b"<html")):
+                    lim.on_throttle()  # the firewall's page: back off like for a 403
+                    raise _TransientError("API answered an HTML page instead of JSON", "api_html")
+                try:
+                    record = json.loads(body)
+                except ValueError:
+                    raise _TransientError("API answered a body that is not JSON", "api_bad_json") from None
+                if not isinstance(record, dict) or record.get("objectID") != object_id:
+                    raise _TransientError("API answered JSON that is not this object's record", "api_bad_json")
+                lim.on_success()
+                return record
+        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+            raise _TransientError(f"API request failed: {type(exc).__name__}: {exc}".rstrip(": "),
+                                  "api_network") from None
+
+    async def _download(self, session: aiohttp.ClientSession, object_id: int, url: str) -> Outcome:
+        for _hop in range(MAX_REDIRECTS + 1):
+            host = _host(url)
+            if urlsplit(url).scheme not in ("http", "https"):
+                return Outcome(st.REFUSED, f"image URL scheme not allowed: {url}", url=url)
+            if host not in self.allowed:
+                return Outcome(st.REFUSED, f"image host {host!r} is not allowed (use --allow-host)", url=url)
+            lim = self.image_limits[host]
+            await lim.acquire()
+            try:
+                async with session.get(url, allow_redirects=False) as resp:
+                    if resp.status in (301, 302, 303, 307, 308):
+                        loc = resp.headers.get("Location")
+                        if not loc:
+                            raise _TransientError(f"redirect without Location from {host}", "img_redirect")
+                        nxt = urljoin(url, loc)
+                        if _host(nxt) not in self.allowed:
+                            return Outcome(st.REFUSED, f"redirect to foreign host {_host(nxt)!r} refused "
+                                           f"({url} -> {nxt})", url=url)
+                        url = nxt
+                        continue
+                    if resp.status in (404, 410):
+                        lim.on_success()
+                        return Outcome(st.NOT_FOUND, f"image host answered {resp.status}", url=url)
+                    if resp.status in (403, 429) or resp.status >= 500:
+                        ra = parse_retry_after(resp.headers.get("Retry-After"))
+                        lim.on_throttle(ra)
+                        raise _TransientError(f"image host answered HTTP {resp.status}", f"img_{resp.status}", ra)
+                    if resp.status != 200:
+                        raise _TransientError(f"image host answered HTTP {resp.status}", f"img_{resp.status}")
+                    ctype = resp.headers.get("Content-Type", "")
+                    if "html" in ctype.lower():
+                        lim.on_throttle()
+                        raise _TransientError("image host answered an HTML page", "img_html")
+                    expected = resp.content_length
+                    if expected is not None and expected > self.max_bytes:
+                        return Outcome(st.REFUSED, f"image of {expected} bytes exceeds the byte limit", url=url)
+                    outcome = await self._stream(resp, object_id, url, expected, ctype)
+                    lim.on_success()
+                    return outcome
+            except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+                raise _TransientError(f"image download failed: {type(exc).__name__}: {exc}".rstrip(": "),
+                                      "img_network") from None
+        return Outcome(st.REFUSED, f"more than {MAX_REDIRECTS} redirects", url=url)
+
+    async def _stream(self, resp: aiohttp.ClientResponse, object_id: int, url: str, expected: int | None,
+                      ctype: str) -> Outcome:
+        fd, tmp = tempfile.mkstemp(prefix=f".{object_id}{TMP_MARK}", dir=self.images)
+        keep = False
+        try:
+            h = hashlib.sha256()
+            n = 0
+            with os.fdopen(fd, "wb", buffering=0) as fh:
+                async for chunk in resp.content.iter_chunked(CHUNK):
+                    n += len(chunk)
+                    if n > self.max_bytes:
+                        return Outcome(st.REFUSED, f"image larger than the byte limit ({self.max_bytes})", url=url)
+                    h.update(chunk)
+                    fh.write(chunk)
+            if expected is not None and n != expected:
+                raise _TransientError(f"truncated body: {n} of {expected} bytes", "img_truncated")
+            if n == 0:
+                raise _TransientError("empty image body", "img_empty")
+            loop = asyncio.get_running_loop()
+            try:
+                info = await loop.run_in_executor(None, _probe, tmp)
+            except ValueError as exc:
+                raise _TransientError(f"undecodable image: {exc}", "img_undecodable") from None
+            if info.width * info.height > self.pixel_limit:
+                return Outcome(st.REFUSED, f"{info.width}x{info.height} exceeds the pixel limit "
+                               f"({self.pixel_limit} px; a decompression bomb?)", url=url)
+            name = f"{object_id}.{EXTENSIONS.get(info.format, info.format.lower() or 'bin')}"
+            await loop.run_in_executor(None, _fsync_and_rename, tmp, str(self.images / name))
+            keep = True
+            self.report.bytes_now += n
+            self.report.downloaded_now += 1
+            return Outcome(st.DOWNLOADED, url=url, image=dict(
+                image_file=f"images/{name}", nbytes=n, sha256=h.hexdigest(), width=info.width,
+                height=info.height, content_type=ctype.split(";")[0].strip() or None))
+        finally:
+            if not keep:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+
+    # ------------------------------------------------------------ one object
+    def _existing_image(self, object_id: int) -> Path | None:
+        for ext in dict.fromkeys(EXTENSIONS.values()):
+            p = self.images / f"{object_id}.{ext}"
+            if p.exists():
+                return p
+        return None
+
+    async def _attempt(self, session: aiohttp.ClientSession, object_id: int) -> Outcome:
+        assert self.state is not None
+        record = self.state.record(object_id)
+        if record is None:
+            got = await self._fetch_record(session, object_id)
+            if isinstance(got, Outcome):
+                return got
+            record = got
+            self.state.save_record(object_id, record)
+        if not record.get("isPublicDomain"):
+            return Outcome(st.NOT_PUBLIC_DOMAIN)
+        url = (record.get("primaryImage") or "").strip()
+        if not url:
+            return Outcome(st.NO_IMAGE, "primaryImage is empty")
+        existing = self._existing_image(object_id)
+        if existing is not None:  # renamed by a run killed before it could record it
+            loop = asyncio.get_running_loop()
+            try:
+                info, sha, n = await loop.run_in_executor(None, _probe_and_hash_file, str(existing))
+            except ValueError:
+                existing.unlink()
+            else:
+                self.report.adopted += 1
+                return Outcome(st.DOWNLOADED, url=url, image=dict(
+                    image_file=f"images/{existing.name}", nbytes=n, sha256=sha, width=info.width,
+                    height=info.height, content_type=None))
+        return await self._download(session, object_id, url)
+
+    async def _process(self, session: aiohttp.ClientSession, object_id: int) -> None:
+        assert self.state is not None
+        for attempt in range(self.retries + 1):
+            try:
+                outcome = await self._attempt(session, object_id)
+            except _TransientError as exc:
+                self.report.errors[exc.kind] = self.report.errors.get(exc.kind, 0) + 1
+                last = attempt == self.retries
+                self.state.note_attempt(object_id, str(exc), status=st.FAILED if last else None)
+                if last:
+                    self._tick("failed")
+                    return
+                self.report.retries += 1
+                self._bar_postfix()
+                delay = min(self.retry_max, self.retry_base * 2 ** attempt) * self._rng.uniform(0.5, 1.5)
+                if exc.retry_after:
+                    delay = max(delay, exc.retry_after)
+                await asyncio.sleep(delay)
+                continue
+            img = outcome.image or {}
+            self.state.finish(object_id, outcome.status, error=outcome.error, url=outcome.url,
+                              image_file=img.get("image_file"), nbytes=img.get("nbytes"), sha256=img.get("sha256"),
+                              width=img.get("width"), height=img.get("height"), content_type=img.get("content_type"))
+            self._tick(outcome.status)
+            return
+
+    # ------------------------------------------------------------ the run
+    def _tick(self, status: str) -> None:
+        self._done[status] = self._done.get(status, 0) + 1
+        if self.bar is not None:
+            self.bar.update(1)
+            self._bar_postfix()
+
+    def _bar_postfix(self) -> None:
+        if self.bar is not None:
+            d = self._done
+            self.bar.set_postfix_str(f"ok={d.get(st.DOWNLOADED, 0)} final={sum(d.get(s, 0) for s in st.FINAL) - d.get(st.DOWNLOADED, 0)} "
+                                     f"failed={d.get('failed', 0)} retries={self.report.retries}", refresh=False)
+
+    async def run(self, todo: list[int]) -> None:
+        self._done: dict[str, int] = {}
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for oid in todo:
+            queue.put_nowait(oid)
+        timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_connect=self.timeout,
+                                        sock_read=self.timeout)
+        connector = aiohttp.TCPConnector(limit=self.concurrency * 2, limit_per_host=0, ttl_dns_cache=300)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=True,
+                                         headers={"User-Agent": USER_AGENT}, read_bufsize=1 << 20) as session:
+
+            async def worker() -> None:
+                while True:
+                    try:
+                        oid = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        return
+                    await self._process(session, oid)
+
+            with tqdm(total=len(todo), desc="crawl", unit="obj", disable=not self.progress, smoothing=0.05,
+                      dynamic_ncols=True) as self.bar:
+                await asyncio.gather(*(worker() for _ in range(min(self.concurrency, max(1, len(todo))))))
+            self.bar = None
+
+
+def crawl(ids: Sequence[int], out: str | os.PathLike, *, api_url: str = DEFAULT_API_URL,
+          concurrency: int = DEFAULT_CONCURRENCY, api_rate: float = DEFAULT_API_RATE,
+          image_rate: float = DEFAULT_IMAGE_RATE, allow_hosts: Sequence[str] = (), progress: bool = True,
+          retries: int = 6, retry_base: float = 1.0, retry_max: float = 60.0, timeout: float = 60.0,
+          pixel_limit: int = DEFAULT_PIXEL_LIMIT, max_bytes: int = DEFAULT_MAX_BYTES,
+          export: bool = True) -> CrawlReport:
+    """Crawl ``ids`` into ``out`` (resumable; see the module docstring); return the report.
+
+    Every object registered in ``out/crawl.sqlite`` that has not reached a final state is
+    (re)tried, so calling it again with more IDs adds them, and a rerun picks up failures.
+    """
+    if concurrency < 1:
+        raise UserError("--concurrency must be at least 1")
+    if api_rate <= 0 or image_rate <= 0:
+        raise UserError("rates must be > 0 requests per second")
+    if urlsplit(api_url).scheme not in ("http", "https") or not _host(api_url):
+        raise UserError(f"--api-url {api_url!r} is not an http(s) URL")
+    out = ensure_writable_dir(out, "crawl output folder")
+    images = ensure_writable_dir(out / "images", "image folder")
+    clean_stale_temps(images)
+    # The crawler only parses headers; its own pixel limit replaces Pillow's process-wide bomb guard.
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None
+    crawler = Crawler(out, api_url=api_url, concurrency=concurrency, api_rate=api_rate, image_rate=image_rate,
+                      allow_hosts=allow_hosts, retries=retries, retry_base=retry_base, retry_max=retry_max,
+                      timeout=timeout, pixel_limit=pixel_limit, max_bytes=max_bytes, progress=progress)
+    t0 = time.perf_counter()
+    with st.CrawlState(out / "crawl.sqlite") as state:
+        crawler.state = state
+        state.add_ids(ids)
+        state.set_meta("api_url", api_url)
+        todo = state.unfinished()
+        try:
+            asyncio.run(crawler.run(todo))
+        finally:
+            crawler.report.seconds = time.perf_counter() - t0
+            crawler.report.counts = state.counts()
+            crawler.report.out = out
+            if export:
+                _export(state, out)
+    return crawler.report
+
+
+def _export(state: st.CrawlState, out: Path) -> None:
+    df = state.objects_frame()
+    write_table(df, out / "objects.parquet")
+    write_table(df, out / "objects.csv")
+
+
+def load_objects(out: str | os.PathLike) -> pd.DataFrame:
+    """The export columns (``object_id,status,image_file,width,height,bytes,sha256,url,error``)
+    of every object in ``out/crawl.sqlite``."""
+    path = Path(out) / "crawl.sqlite"
+    if not path.is_file():
+        raise UserError(f"no crawl state at {str(path)!r}; run `methbuild crawl --out {out}` first")
+    with st.CrawlState(path) as state:
+        return state.objects_frame()
+
+
+def load_records(out: str | os.PathLike) -> dict[int, dict]:
+    """The API record (JSON) of every object whose record was fetched, by object ID."""
+    path = Path(out) / "crawl.sqlite"
+    if not path.is_file():
+        raise UserError(f"no crawl state at {str(path)!r}; run `methbuild crawl --out {out}` first")
+    with st.CrawlState(path) as state:
+        return state.records()
+
