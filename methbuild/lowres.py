@@ -1,0 +1,371 @@
+"""Bicubic low-resolution copies of high-resolution images (the MetH-SR test set, SPEC §3).
+
+The convention of the super-resolution community is MATLAB ``imresize`` bicubic: Keys' cubic
+with a = −0.5, the kernel widened by the scale when shrinking (antialiasing), in floating point.
+libvips' ``reduce`` with ``kernel="cubic"`` is that kernel (Catmull-Rom = Keys a = −0.5),
+antialiased, centre-aligned, ≥ 55 dB PSNR from a float64 port of ``imresize``; ``resize`` and its
+default ``gap`` (a box pre-shrink) drift to 48–50 dB, so we call ``reduce`` with ``gap=0``.
+``reduce`` extends the image edge by copying; ``imresize`` mirrors it (edge pixel repeated), so
+each scale reads the image through a mirrored border (``embed(extend="mirror")``), which makes
+the border rows match too (+2 dB on high-frequency content).
+
+Per HR image: decode once into memory (EXIF orientation applied, alpha dropped, CMYK and
+16-bit converted to 8-bit sRGB / grey), crop to multiples of ``crop_multiple`` anchored top-left
+so each LR copy is exactly HR/s, then derive every scale from that one decoded image and write
+``out/X<s>/<stem>.png`` (lossless, 8-bit). The HR original is never re-encoded.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from methbuild.errors import UserError
+from methbuild.executor import default_workers, run_tasks
+from methbuild.io.atomic import clean_stale_temps, ensure_writable_dir
+from methbuild.io.lowres_png import png_size, write_png
+from methbuild.io.tables import write_table
+
+SCALES = (2, 4, 8, 16)
+CROP_MULTIPLE = 16
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".jp2", ".j2k", ".gif", ".bmp"}
+CSV_NAME = "lowres.csv"
+IMAGE_FILE_COLUMN = "Image file"
+
+
+# --------------------------------------------------------------------------- one image, in memory
+
+
+def _vips():
+    """Import pyvips on first use: the CLI's help and the table code must not pay for libvips."""
+    import pyvips
+
+    return pyvips
+
+
+def _has_alpha(image) -> bool:
+    bands, interp = image.bands, image.interpretation
+    if interp == "cmyk":
+        return bands == 5
+    return bands in (2, 4) or bands > 4
+
+
+def prepare(image) -> tuple[object, list[str]]:
+    """The 8-bit image we take as HR, and notes on what was changed to get it.
+
+    EXIF orientation applied; alpha dropped (colour values kept, not flattened); CMYK to sRGB
+    through the embedded profile (or libvips' built-in CMYK profile); 16-bit to 8-bit, rounded;
+    any other space (Lab, float, …) to 8-bit sRGB. Grey stays grey and RGB stays RGB.
+    Lazy and idempotent: nothing is computed until pixels are read, and a prepared image
+    comes back unchanged.
+    """
+    notes: list[str] = []
+    try:
+        orientation = int(image.get("orientation")) if image.get_typeof("orientation") else 1
+    except Exception:  # a malformed tag: treat as upright
+        orientation = 1
+    if orientation not in (0, 1):
+        image = image.autorot()
+        notes.append(f"EXIF orientation {orientation} applied")
+    if _has_alpha(image):
+        image = image.extract_band(0, n=image.bands - 1)
+        notes.append("alpha dropped")
+    interp, fmt = image.interpretation, image.format
+    if interp == "cmyk" or (image.bands == 4 and fmt == "uchar"):
+        image = image.icc_transform("srgb", embedded=True, input_profile="cmyk", intent="relative")
+        image = image.cast("uchar")
+        notes.append("CMYK converted to 8-bit sRGB")
+    elif fmt in ("ushort", "short"):
+        # 0..65535 -> 0..255 rounded (libvips' own conversion truncates: a bias of half a level)
+        grey = image.bands == 1
+        image = (image * (255.0 / 65535.0)).rint().cast("uchar")
+        image = image.copy(interpretation="b-w" if grey else "srgb")
+        notes.append(f"16-bit converted to 8-bit {'grey' if grey else 'sRGB'}")
+    elif fmt != "uchar" or image.bands not in (1, 3):
+        target = "b-w" if image.bands == 1 else "srgb"
+        image = image.colourspace(target).cast("uchar")
+        notes.append(f"{interp} {fmt} converted to 8-bit {'grey' if target == 'b-w' else 'sRGB'}")
+    if image.bands not in (1, 3):  # e.g. a 2-band image without alpha semantics
+        image = image.extract_band(0) if image.bands < 3 else image.extract_band(0, n=3)
+        notes.append("extra bands dropped")
+    return image, notes
+
+
+def crop_box(width: int, height: int, crop_multiple: int = CROP_MULTIPLE) -> tuple[int, int, int, int]:
+    """(left, top, width, height): the largest top-left anchored box with sides divisible by ``crop_multiple``."""
+    return 0, 0, width - width % crop_multiple, height - height % crop_multiple
+
+
+def check_scales(scales: Sequence[int], crop_multiple: int) -> tuple[int, ...]:
+    """Validated scales (sorted, unique); a :class:`UserError` names the bad one."""
+    if crop_multiple < 1:
+        raise UserError(f"--crop-multiple must be at least 1 (got {crop_multiple})")
+    if not scales:
+        raise UserError("give at least one scale")
+    for s in scales:
+        if int(s) != s or s < 2:
+            raise UserError(f"scale {s} is not an integer of at least 2")
+        if crop_multiple % s:
+            raise UserError(f"scale {s} does not divide --crop-multiple {crop_multiple}, "
+                            "so the LR copy could not be exactly HR/s; pick scales that divide it")
+    return tuple(sorted({int(s) for s in scales}))
+
+
+def mirrored_reduce(image, scale: int):
+    """``image`` shrunk by the integer ``scale`` with the antialiased Keys cubic, borders mirrored."""
+    pad = 3 * scale  # the cubic spans ±2·scale input pixels; a whole number of LR pixels keeps the grid
+    big = image.embed(pad, pad, image.width + 2 * pad, image.height + 2 * pad, extend="mirror")
+    small = big.reduce(scale, scale, kernel="cubic", gap=0.0)
+    return small.crop(3, 3, image.width // scale, image.height // scale)
+
+
+def bicubic_pyramid(image, scales: Sequence[int] = SCALES, crop_multiple: int = CROP_MULTIPLE) -> dict:
+    """{scale: LR image} of one HR ``pyvips.Image``: prepared (see :func:`prepare`), cropped top-left
+    to multiples of ``crop_multiple``, each scale reduced directly from the HR (never from another LR).
+
+    The results are lazy pyvips images. Pass an image already in memory (``copy_memory()``, as
+    :func:`build_lowres` does) and it is decoded once for all scales; a file-backed image opened
+    with random access is decoded again for each scale read.
+    """
+    scales = check_scales(scales, crop_multiple)
+    hr, _ = prepare(image)
+    left, top, w, h = crop_box(hr.width, hr.height, crop_multiple)
+    if w == 0 or h == 0:
+        raise ValueError(f"image is {hr.width}×{hr.height}, smaller than --crop-multiple {crop_multiple}")
+    hr = hr.crop(left, top, w, h)
+    return {s: mirrored_reduce(hr, s) for s in scales}
+
+
+# --------------------------------------------------------------------------- one task
+
+
+@dataclass(frozen=True)
+class LowresTask:
+    source: str
+    stem: str
+    out: str
+    scales: tuple[int, ...]
+    crop_multiple: int
+    vips_threads: int
+
+
+_configured: int | None = None
+
+
+def _configure_vips(threads: int) -> object:
+    """Per process: no operation cache (memory stays flat over thousands of images), ``threads`` vips threads."""
+    global _configured
+    pyvips = _vips()
+    if _configured != threads:
+        pyvips.cache_set_max(0)
+        pyvips.cache_set_max_mem(0)
+        pyvips.concurrency_set(threads)
+        _configured = threads
+    return pyvips
+
+
+def lr_path(out: str | os.PathLike, scale: int, stem: str) -> Path:
+    return Path(out) / f"X{scale}" / f"{stem}.png"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def make_lowres(task: LowresTask) -> dict:
+    """Write every scale of one HR image (unless already complete); return its ``lowres.csv`` row."""
+    pyvips = _configure_vips(task.vips_threads)
+    if not os.path.isfile(task.source):
+        raise FileNotFoundError(f"no such file: {task.source}")
+    try:
+        # Opening reads the header only: sizes, orientation, bands and format are known before decoding.
+        image = pyvips.Image.new_from_file(task.source, access="sequential", fail_on="error")
+    except pyvips.Error as exc:
+        raise ValueError(f"not a readable image: {_one_line(exc).replace(repr(task.source.encode()), repr(task.source))}") from None
+    hr, notes = prepare(image)
+    width, height, bands = hr.width, hr.height, hr.bands  # as a viewer shows it: orientation applied
+    box = crop_box(width, height, task.crop_multiple)
+    if box[2] == 0 or box[3] == 0:
+        raise ValueError(f"image is {hr.width}x{hr.height}, smaller than the crop multiple {task.crop_multiple}")
+    sizes = {s: (box[2] // s, box[3] // s) for s in task.scales}
+    todo = [s for s in task.scales if png_size(lr_path(task.out, s, task.stem)) != sizes[s]]
+    decoded_mp = 0.0
+    if todo:
+        try:
+            # Decode once, streaming into memory; every scale is then read from this one copy.
+            decoded = image.copy_memory()
+            prepared, _ = prepare(decoded)
+            if notes:  # rotation / conversion computed once too, not once per scale
+                prepared = prepared.copy_memory()
+            del decoded
+        except pyvips.Error as exc:
+            raise ValueError(f"cannot decode: {_one_line(exc)}") from None
+        decoded_mp = width * height / 1e6
+        hr = prepared.crop(*box)
+        profile = hr.get("icc-profile-data") if hr.get_typeof("icc-profile-data") else None
+        for s in todo:
+            pixels = mirrored_reduce(hr, s).numpy()
+            assert pixels.shape[:2] == sizes[s][::-1], (pixels.shape, sizes[s])
+            write_png(lr_path(task.out, s, task.stem), pixels, icc_profile=profile)
+    row: dict = {"source": task.source, "stem": task.stem, "status": "written" if todo else "already complete",
+                 "width": width, "height": height, "bands": bands, "crop_left": box[0], "crop_top": box[1], "crop_width": box[2],
+                 "crop_height": box[3], "notes": "; ".join(notes)}
+    for s in task.scales:
+        row[f"X{s}_file"] = f"X{s}/{task.stem}.png"
+        row[f"X{s}_width"], row[f"X{s}_height"] = sizes[s]
+    row["error"] = ""
+    row["decoded_megapixels"] = decoded_mp
+    return row
+
+
+# --------------------------------------------------------------------------- the set
+
+
+@dataclass
+class LowresReport:
+    """What a run did: counts, the failures (source, reason), the table written and the time."""
+
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    table: Path | None = None
+    seconds: float = 0.0
+    hr_megapixels: float = 0.0  # decoded in this run
+
+    @property
+    def total(self) -> int:
+        return self.done + self.skipped + self.failed
+
+
+class LowresFailures(Exception):
+    """Raised by :func:`build_lowres` with ``strict=True`` when images failed (after writing the table)."""
+
+    def __init__(self, report: LowresReport):
+        super().__init__(f"{report.failed} of {report.total} image(s) failed")
+        self.report = report
+
+
+def check_stems(sources: Sequence[Path]) -> None:
+    """Two sources with one stem would write the same LR files: refuse before any work."""
+    seen: dict[str, Path] = {}
+    for p in sources:
+        if p.stem in seen and seen[p.stem] != p:
+            raise UserError(f"{str(seen[p.stem])!r} and {str(p)!r} share the name {p.stem!r}, "
+                            f"so both would write X<s>/{p.stem}.png; rename one or process them separately")
+        seen[p.stem] = p
+
+
+def build_lowres(sources: Sequence[str | os.PathLike], out: str | os.PathLike, *,
+                 scales: Sequence[int] = SCALES, crop_multiple: int = CROP_MULTIPLE,
+                 workers: int | None = None, strict: bool = False, progress: bool = True,
+                 vips_threads: int | None = None) -> LowresReport:
+    """Write ``out/X<s>/<stem>.png`` for every source and scale, and ``out/lowres.csv``.
+
+    One task per HR image (decode once, all scales). Images already complete (every LR file
+    present, whole and of the expected size) are skipped, so a rerun resumes. An image that
+    cannot be read is a row with ``status=failed`` and its reason, not an exception; with
+    ``strict=True`` :class:`LowresFailures` is raised at the end (the table is written first).
+    ``vips_threads`` (default: the CPUs left per worker, so 1 with one worker per CPU) bounds
+    libvips' threads in each worker so workers do not oversubscribe the cores.
+    """
+    started = time.perf_counter()
+    scales = check_scales(scales, crop_multiple)
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers must be at least 1 (got {workers})")
+    paths = [Path(p) for p in sources]
+    if not paths:
+        raise UserError("no images to process")
+    check_stems(paths)
+    out = ensure_writable_dir(out, "--out folder")
+    for s in scales:
+        folder = ensure_writable_dir(out / f"X{s}", "output folder")
+        clean_stale_temps(folder)
+    unique = list(dict.fromkeys(paths))
+    cpus = default_workers()
+    workers = min(workers or cpus, len(unique))
+    threads = vips_threads or max(1, cpus // workers)
+    tasks = [LowresTask(str(p), p.stem, str(out), scales, crop_multiple, threads) for p in unique]
+    results = run_tasks(make_lowres, tasks, workers=workers, desc="lowres", unit="img", progress=progress)
+    report = LowresReport()
+    rows = []
+    for task, res in zip(tasks, results):
+        if res.ok:
+            row = dict(res.value)
+            report.hr_megapixels += row.pop("decoded_megapixels")
+            if row["status"] == "written":
+                report.done += 1
+            else:
+                report.skipped += 1
+        else:
+            reason = res.error or "unknown error"
+            for expected in ("ValueError: ", "FileNotFoundError: "):  # our own messages: the type adds nothing
+                reason = reason.removeprefix(expected)
+            row = {"source": task.source, "stem": task.stem, "status": "failed", "error": reason}
+            report.failed += 1
+            report.failures.append((task.source, reason))
+        rows.append(row)
+    report.table = write_table(_table(rows, scales), out / CSV_NAME)
+    report.seconds = time.perf_counter() - started
+    if strict and report.failed:
+        raise LowresFailures(report)
+    return report
+
+
+def _table(rows: list[dict], scales: tuple[int, ...]):
+    import pandas as pd
+
+    columns = ["source", "stem", "status", "width", "height", "bands", "crop_left", "crop_top",
+               "crop_width", "crop_height", "notes"]
+    for s in scales:
+        columns += [f"X{s}_file", f"X{s}_width", f"X{s}_height"]
+    columns.append("error")
+    df = pd.DataFrame(rows, columns=columns)
+    ints = [c for c in columns if c.endswith(("width", "height", "left", "top")) or c == "bands"]
+    df[ints] = df[ints].astype("Int64")  # failed rows leave them empty, not 0.0
+    return df
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def sources_from(src: str | os.PathLike) -> list[Path]:
+    """The HR images named by ``src``: a folder (its image files, sorted, not recursive), a CSV
+    with an ``Image file`` column (paths relative to the CSV's folder, as in a MetH CSV where
+    ``data/<id>.jpg`` sits beside ``<Name>.csv``; absolute paths kept), or one image file."""
+    src = Path(src)
+    if not src.exists():
+        raise UserError(f"SRC {str(src)!r} does not exist")
+    if src.is_dir():
+        found = sorted(p for p in src.iterdir()
+                       if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file())
+        if not found:
+            raise UserError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {str(src)!r}")
+        return found
+    if src.suffix.lower() != ".csv":
+        return [src]
+    try:
+        with open(src, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = reader.fieldnames or []
+            if IMAGE_FILE_COLUMN not in header:
+                raise UserError(f"{str(src)!r} has no {IMAGE_FILE_COLUMN!r} column "
+                                f"(columns: {', '.join(header[:12]) or 'none'})")
+            found = []
+            for line, row in enumerate(reader, start=2):
+                value = (row.get(IMAGE_FILE_COLUMN) or "").strip()
+                if not value:
+                    raise UserError(f"{str(src)!r} row {line} has an empty {IMAGE_FILE_COLUMN!r}")
+                p = Path(value)
+                found.append(p if p.is_absolute() else src.parent / p)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{str(src)!r} is not a UTF-8 CSV ({exc.reason})") from None
+    except csv.Error as exc:
+        raise UserError(f"{str(src)!r} is not a readable CSV: {exc}") from None
+    if not found:
+        raise UserError(f"{str(src)!r} lists no images")
+    return found
