@@ -1,0 +1,365 @@
+"""Build ImageNet16x16 / 32x32 / 64x64 in the published batch format, resumably, in bounded memory.
+
+Two passes over a work file, so that every batch is written once, complete, with its mean:
+
+1. **Resize.** The train shuffle is a seeded permutation of the sorted file list, decided up
+   front; row *i* of the work file ``.downsample-work/train.u8`` is the *i*-th image of the
+   shuffled order (val keeps its file-name order). Chunks of consecutive rows go to the
+   executor; each returns a uint8 block, which the parent writes at its offset and adds to
+   the integer per-pixel sums. An unreadable file leaves a zero row and is listed. Finished
+   chunks are recorded in ``progress.jsonl`` after the work file is fsynced, so an
+   interrupted run redoes at most the chunks in flight.
+2. **Write.** With the failures known, the valid rows are cut into batches (1–9: n // 10
+   rows, 10: the rest), each read back from the work file and written atomically with the
+   exact mean (int64 sums / n, float64). Then ``downsample.json`` and the work folder goes.
+
+Memory: the parent holds one batch while writing it, plus the chunks in flight; workers hold
+one chunk. Disk: the work file is as large as the output, until the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from methbuild import __version__
+from methbuild.downsample.resize import DEFAULT_DRAFT, METHODS, SIZES, Chunk, downsample_chunk
+from methbuild.downsample.source import Source, SplitFiles, scan
+from methbuild.errors import UserError
+from methbuild.executor import default_workers, iter_tasks
+from methbuild.io.atomic import atomic_write_text, clean_stale_temps, ensure_writable_dir
+from methbuild.io.imagenet_batches import (FORMATS, TRAIN_STEMS, VAL_STEM, all_file_names, file_name,
+                                           train_batch_bounds, write_batch)
+
+WORK_DIR = ".downsample-work"
+SUMMARY = "downsample.json"
+SHUFFLE_KEY = 7  # spawn key of the train shuffle under the user's seed
+FLUSH_SECONDS = 5.0  # how often finished chunks are made durable (fsync + log)
+
+
+@dataclass(frozen=True)
+class Options:
+    src: Path
+    out: Path
+    size: int = 32
+    method: str = "box"
+    fmt: str = "pickle"
+    seed: int = 0
+    workers: int | None = None
+    exact: bool = False
+    draft: int = DEFAULT_DRAFT
+    synsets: Path | None = None
+    chunk_size: int | None = None  # images per task; default from the dataset size
+    progress: bool = True
+
+
+def train_order(n: int, seed: int) -> np.ndarray:
+    """Row i of the output holds sorted-train-file ``order[i]``; depends on (n, seed) only."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SHUFFLE_KEY,)))
+    return rng.permutation(n)
+
+
+def default_chunk_size(n: int, workers: int) -> int:
+    """A few hundred images per task at scale; small enough for ≥ 16 tasks per worker on small sets."""
+    return int(min(256, max(16, -(-n // (workers * 16)))))
+
+
+class _WorkFile:
+    """The rows of one split in a flat uint8 file, written and read at row offsets (no mmap, so
+    the resident memory is what we read, not what the page cache holds)."""
+
+    def __init__(self, path: Path, rows: int, row_len: int) -> None:
+        self.path, self.rows, self.row_len = path, rows, row_len
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if os.fstat(self.fd).st_size != rows * row_len:
+            os.ftruncate(self.fd, rows * row_len)  # sparse until written
+
+    def write(self, start: int, block: np.ndarray) -> None:
+        view = memoryview(np.ascontiguousarray(block)).cast("B")
+        offset = start * self.row_len
+        while view:
+            n = os.pwrite(self.fd, view, offset)
+            view, offset = view[n:], offset + n
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        out = np.empty((stop - start, self.row_len), dtype=np.uint8)
+        view = memoryview(out).cast("B") if out.size else memoryview(b"")
+        offset = start * self.row_len
+        while view:
+            n = os.preadv(self.fd, [view], offset)
+            if n == 0:
+                raise OSError(f"{self.path} is shorter than expected")
+            view, offset = view[n:], offset + n
+        return out
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class _Progress:
+    """``progress.jsonl``: one line per durable event (chunk done, file written). A torn last
+    line from a killed run is ignored."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.chunks: dict[tuple[str, int], dict] = {}
+        self.written: set[str] = set()
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if "chunk" in rec:
+                    self.chunks[(rec["split"], rec["chunk"])] = rec
+                elif "written" in rec:
+                    self.written.add(rec["written"])
+
+    def append(self, records: list[dict]) -> None:
+        if not records:
+            return
+        with open(self.path, "a", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        for rec in records:
+            if "chunk" in rec:
+                self.chunks[(rec["split"], rec["chunk"])] = rec
+            else:
+                self.written.add(rec["written"])
+
+
+def _config(opts: Options, source: Source, chunk_size: int) -> dict:
+    """Everything the pixels and the row order depend on; a resumed run must match it."""
+    return {
+        "size": opts.size, "method": opts.method, "exact": opts.exact, "draft": None if opts.exact else opts.draft,
+        "seed": opts.seed, "chunk_size": chunk_size,
+        "train": {"n": len(source.train), "digest": source.train.digest()},
+        "val": None if source.val is None else {"n": len(source.val), "digest": source.val.digest()},
+    }
+
+
+def _validate(opts: Options) -> None:
+    if opts.size not in SIZES:
+        raise UserError(f"--size must be one of {', '.join(map(str, SIZES))}, not {opts.size}")
+    if opts.method not in METHODS:
+        raise UserError(f"unknown method {opts.method!r}; choose from {', '.join(METHODS)}")
+    if opts.fmt not in FORMATS:
+        raise UserError(f"unknown format {opts.fmt!r}; choose from {', '.join(FORMATS)}")
+    if opts.draft < 1:
+        raise UserError("--draft must be at least 1")
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
+def _check_space(out: Path, need: int) -> None:
+    free = shutil.disk_usage(out).free
+    if need > free:
+        raise UserError(f"{out} needs about {_gb(need)} free (work file + batches) but has {_gb(free)}")
+
+
+def _resize_split(split: SplitFiles, rows_to_files: np.ndarray, opts: Options, cfg: dict, work: _WorkFile,
+                  progress: _Progress, workers: int) -> tuple[np.ndarray, list[tuple[int, str, str]], Counter]:
+    """Pass 1 over one split: returns (int64 per-pixel sums over good rows, failures, kinds)."""
+    n, cs = len(split), cfg["chunk_size"]
+    sums = np.zeros(work.row_len, dtype=np.int64)
+    failures: list[tuple[int, str, str]] = []
+    kinds: Counter[str] = Counter()
+    todo: list[Chunk] = []
+    done_rows = 0
+    for c, start in enumerate(range(0, n, cs)):
+        stop = min(n, start + cs)
+        rec = progress.chunks.get((split.name, c))
+        if rec is not None:  # resumed: the rows are on disk; their sums are re-read (failed rows are zeros)
+            sums += work.read(start, stop).sum(axis=0, dtype=np.int64)
+            failures.extend((start + i, split.paths[rows_to_files[start + i]], err) for i, err in rec["failed"])
+            kinds.update(rec["kinds"])
+            done_rows += stop - start
+            continue
+        paths = tuple(str(opts.src / split.paths[f]) for f in rows_to_files[start:stop])
+        todo.append(Chunk(split.name, c, start, paths, opts.size, opts.method, opts.exact, opts.draft))
+    if done_rows and opts.progress:
+        tqdm.write(f"{split.name}: resuming, {done_rows:,} of {n:,} images already resized")
+    pending: list[dict] = []
+    last_flush = time.monotonic()
+    errors: list[str] = []
+    with tqdm(total=n, initial=done_rows, desc=f"{split.name} {opts.size}x{opts.size}", unit="img",
+              disable=not opts.progress or None, dynamic_ncols=True, smoothing=0.05) as bar:
+        for res in iter_tasks(downsample_chunk, todo, workers=workers):
+            chunk: Chunk = res.item
+            if not res.ok:  # the whole task died (not one bad image): retried by the next run
+                errors.append(f"{split.name} chunk {chunk.index}: {res.error}")
+                bar.update(len(chunk.paths))
+                continue
+            value = res.value
+            work.write(chunk.start, value["block"])
+            sums += value["block"].sum(axis=0, dtype=np.int64)
+            failures.extend((chunk.start + i, split.paths[rows_to_files[chunk.start + i]], err)
+                            for i, err in value["failed"])
+            kinds.update(value["kinds"])
+            pending.append({"split": split.name, "chunk": chunk.index, "failed": value["failed"],
+                            "kinds": value["kinds"]})
+            bar.update(len(chunk.paths))
+            if time.monotonic() - last_flush > FLUSH_SECONDS:
+                work.sync()
+                progress.append(pending)
+                pending, last_flush = [], time.monotonic()
+    work.sync()
+    progress.append(pending)
+    if errors:
+        raise RuntimeError(f"{len(errors)} chunk(s) failed, rerun the same command to retry them; first: {errors[0]}")
+    failures.sort()
+    return sums, failures, kinds
+
+
+def _write_split(stems_bounds: list[tuple[str, int, int]], good: np.ndarray, labels: np.ndarray, work: _WorkFile,
+                 mean: np.ndarray | None, opts: Options, progress: _Progress) -> None:
+    """Pass 2: write each batch from the good rows ``good[a:b]`` (row indices into the work file)."""
+    for stem, a, b in stems_bounds:
+        name = file_name(stem, opts.fmt)
+        if name in progress.written and (opts.out / name).exists():
+            continue
+        rows = good[a:b]
+        if len(rows) and rows[-1] - rows[0] == len(rows) - 1:  # no failed row inside: one contiguous read
+            data = work.read(int(rows[0]), int(rows[-1]) + 1)
+        else:
+            lo = int(rows[0]) if len(rows) else 0
+            hi = int(rows[-1]) + 1 if len(rows) else 0
+            data = work.read(lo, hi)[rows - lo]
+        write_batch(opts.out / name, data, labels[rows].tolist(), mean, fmt=opts.fmt)
+        del data
+        progress.append([{"written": name}])
+
+
+def build(opts: Options) -> dict:
+    """Build the dataset into ``opts.out``; returns the summary (also written to downsample.json)."""
+    t0 = time.monotonic()
+    _validate(opts)
+    source = scan(opts.src, opts.synsets)
+    out = ensure_writable_dir(opts.out, "output folder")
+    opts = Options(**{**asdict(opts), "out": out, "src": Path(opts.src)})
+    workers = opts.workers or default_workers()
+    work_dir = out / WORK_DIR
+    cfg_path = work_dir / "config.json"
+
+    # A previous run with the same config and the same files: nothing to do.
+    n_total = len(source.train) + (len(source.val) if source.val else 0)
+    chunk_size = opts.chunk_size or default_chunk_size(n_total, workers)
+    if work_dir.exists() and cfg_path.exists():  # resuming keeps the chunking of the first run
+        with contextlib.suppress(ValueError, KeyError, OSError):
+            chunk_size = opts.chunk_size or int(json.loads(cfg_path.read_text())["chunk_size"])
+    cfg = _config(opts, source, chunk_size)
+    names = all_file_names(opts.fmt) if source.val is not None else [file_name(s, opts.fmt) for s in TRAIN_STEMS]
+    summary_path = out / SUMMARY
+    if summary_path.exists() and not work_dir.exists():
+        with contextlib.suppress(ValueError, OSError):
+            old = json.loads(summary_path.read_text())
+            same = {k: v for k, v in old.get("config", {}).items() if k != "chunk_size"} == \
+                   {k: v for k, v in cfg.items() if k != "chunk_size"}
+            if same and old.get("format") == opts.fmt and all((out / f).exists() for f in names):
+                old["already_complete"] = True
+                return old
+    if summary_path.exists():
+        summary_path.unlink()  # from another config: stale until this run ends
+
+    # The work folder: reuse it if it belongs to the same config, else start over.
+    resumed = False
+    if work_dir.exists():
+        old_cfg = None
+        with contextlib.suppress(ValueError, OSError):
+            old_cfg = json.loads(cfg_path.read_text())
+        if old_cfg == cfg:
+            resumed = True
+        else:
+            shutil.rmtree(work_dir)
+    work_dir.mkdir(exist_ok=True)
+    clean_stale_temps(out)
+    if not resumed:
+        atomic_write_text(cfg_path, json.dumps(cfg, indent=1))
+    row_len = 3 * opts.size * opts.size
+
+    existing = sum(f.stat().st_size for f in work_dir.glob("*.u8")) if resumed else 0
+    _check_space(out, 2 * n_total * row_len - existing)
+    progress = _Progress(work_dir / "progress.jsonl")
+
+    splits = [(source.train, train_order(len(source.train), opts.seed))]
+    if source.val is not None:
+        splits.append((source.val, np.arange(len(source.val))))
+    report: dict = {}
+    all_failures: list[dict] = []
+    kinds: Counter[str] = Counter()
+    t_resize = time.monotonic()
+    results = {}
+    for split, order in splits:
+        work = _WorkFile(work_dir / f"{split.name}.u8", len(split), row_len)
+        try:
+            sums, failures, split_kinds = _resize_split(split, order, opts, cfg, work, progress, workers)
+        except BaseException:
+            work.close()
+            raise
+        results[split.name] = (work, order, sums, failures)
+        kinds.update(split_kinds)
+        all_failures += [{"split": split.name, "file": f, "error": e} for _, f, e in failures]
+    resize_seconds = time.monotonic() - t_resize
+
+    mean = None
+    try:
+        for split, _ in splits:
+            work, order, sums, failures = results[split.name]
+            failed_rows = {r for r, _, _ in failures}
+            good = np.array([r for r in range(len(split)) if r not in failed_rows], dtype=np.int64)
+            labels = np.asarray(split.labels, dtype=np.int64)[order]
+            if split.name == "train":
+                if not len(good):
+                    raise UserError("no train image could be read; see the errors above")
+                mean = sums.astype(np.float64) / len(good)
+                bounds = [(stem, a, b) for stem, (a, b) in zip(TRAIN_STEMS, train_batch_bounds(len(good)))]
+                _write_split(bounds, good, labels, work, mean, opts, progress)
+                per_batch = [b - a for a, b in train_batch_bounds(len(good))]
+                report["train"] = {"images": int(len(good)), "files": len(split), "skipped": len(failures),
+                                   "batch_rows": per_batch}
+            else:
+                _write_split([(VAL_STEM, 0, len(good))], good, labels, work, None, opts, progress)
+                report["val"] = {"images": int(len(good)), "files": len(split), "skipped": len(failures)}
+    finally:
+        for work, *_ in results.values():
+            work.close()
+
+    seconds = time.monotonic() - t0
+    summary = {
+        "tool": f"methbuild {__version__}",
+        "config": cfg,
+        "format": opts.fmt,
+        "files": names,
+        "classes": len(source.classes),
+        "labels": "1-based, " + ("from the synsets file" if opts.synsets else "sorted wnids"),
+        "splits": report,
+        "kinds": dict(sorted(kinds.items())),
+        "mean_rgb": [round(float(mean[c * opts.size ** 2:(c + 1) * opts.size ** 2].mean()), 4) for c in range(3)],
+        "skipped": all_failures,
+        "resumed": resumed,
+        "workers": workers,
+        "seconds": round(seconds, 2),
+        "resize_seconds": round(resize_seconds, 2),
+        "images_per_second": round(n_total / resize_seconds, 1) if resize_seconds > 0 else None,
+        "bytes": sum((out / f).stat().st_size for f in names),
+    }
+    atomic_write_text(summary_path, json.dumps(summary, indent=1))
+    shutil.rmtree(work_dir)
+    summary["already_complete"] = False
+    return summary

@@ -1,0 +1,81 @@
+"""One image → one S×S row in the CIFAR layout; one chunk of images → one uint8 block.
+
+Exact mode is the released sets' pipeline, pixel for pixel: ``Image.open``, ``convert("RGB")``,
+``resize((S, S), method)`` (aspect ratio not kept, no EXIF rotation, as in the original scripts).
+Fast mode first asks libjpeg for a DCT-domain shrink on load (``Image.draft``) to the smallest
+power-of-two reduction (1/2, 1/4, 1/8) that still leaves at least ``draft·S`` pixels on each
+side, then resizes the exact same way from that, with the crop box ``draft`` reports so that
+image edges stay aligned. Non-JPEG files (a PNG named ``.JPEG``) decode in full either way.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+METHODS: dict[str, Image.Resampling] = {
+    "box": Image.Resampling.BOX,
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "hamming": Image.Resampling.HAMMING,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+SIZES = (16, 32, 64)
+DEFAULT_DRAFT = 2
+
+
+def square(path: str, size: int, method: str, exact: bool = False, draft: int = DEFAULT_DRAFT) -> tuple[np.ndarray, str]:
+    """``path`` squashed to ``size``×``size`` RGB (uint8, H×W×3) and what it was (``JPEG/CMYK``)."""
+    with Image.open(path) as im:
+        kind = f"{im.format}/{im.mode}"
+        box = None
+        if not exact and im.format == "JPEG":
+            reduced = im.draft("RGB", (size * draft, size * draft))
+            if reduced is not None:
+                box = reduced[1]
+        rgb = im.convert("RGB")  # loads (raises on a truncated file); CMYK and L handled by Pillow
+    out = rgb.resize((size, size), METHODS[method], box=box)
+    return np.asarray(out), kind
+
+
+def to_row(img: np.ndarray) -> np.ndarray:
+    """H×W×3 → one channel-planar row: all R (row-major), then all G, then all B."""
+    return img.transpose(2, 0, 1).reshape(-1)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A task: consecutive output rows ``start..start+len(paths)`` of one split."""
+
+    split: str
+    index: int
+    start: int
+    paths: tuple[str, ...]  # absolute
+    size: int
+    method: str
+    exact: bool
+    draft: int
+
+
+def downsample_chunk(chunk: Chunk) -> dict:
+    """Run one chunk; an unreadable image leaves a zero row and an entry in ``failed``."""
+    row_len = 3 * chunk.size * chunk.size
+    block = np.zeros((len(chunk.paths), row_len), dtype=np.uint8)
+    failed: list[tuple[int, str]] = []
+    kinds: Counter[str] = Counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # EXIF and decompression-bomb warnings: the pixels are what matter
+        for i, path in enumerate(chunk.paths):
+            try:
+                img, kind = square(path, chunk.size, chunk.method, chunk.exact, chunk.draft)
+            except Exception as exc:  # one bad file must not stop the chunk; reported at the end
+                failed.append((i, f"{type(exc).__name__}: {exc}"))
+                continue
+            block[i] = to_row(img)
+            kinds[kind] += 1
+    return {"block": block, "failed": failed, "kinds": dict(kinds)}
