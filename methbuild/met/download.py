@@ -44,7 +44,7 @@ def download_met_csv(url: str | None, out: str | os.PathLike, *, progress: bool 
         sha = hashlib.sha256()
         n = 0
         with atomic_path(out) as tmp, open(tmp, "wb") as fh, \
-                tqdm(total=expected_n, unit="B", unit_scale=True, desc="MetObjects.csv", disable=not progress,
+                tqdm(total=expected_n, unit="B", unit_scale=True, desc="MetObjects.csv", disable=True if not progress else None,
                      leave=False) as bar:
             first = True
             try:

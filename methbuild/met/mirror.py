@@ -266,13 +266,14 @@ class Mirror:
     def __init__(self, *, metadata: Path | None = None, synthetic: int | None = None, seed: int = 0,
                  faults: str | None = None, image_scale: float = 1.0, noise: float = 16.0, quality: int = 90,
                  mp_range: tuple[float, float] | None = None, image_pool: int | None = None,
-                 cache_bytes: int = 512 << 20) -> None:
+                 cache_bytes: int = 512 << 20, image_host: str | None = None) -> None:
         if (metadata is None) == (synthetic is None):
             raise UserError("give the mirror either --metadata CSV or --synthetic N")
         if image_scale <= 0:
             raise UserError("--image-scale must be > 0")
         self.seed, self.image_scale, self.noise, self.quality = seed, image_scale, noise, quality
         self.mp_range, self.image_pool = mp_range, image_pool
+        self.image_host = image_host  # serve image URLs under another host name (same server)
         self.faults = FaultPlan.parse(faults)
         self._fault_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2**31,)))
         self._blocked_until = 0.0
@@ -301,6 +302,7 @@ class Mirror:
         self._locks: dict[tuple[int, str], asyncio.Lock] = {}
         self.requests = 0
         self.faults_injected: dict[str, int] = {}
+        self.image_gets: dict[int, int] = {}  # GETs of each object's original, served or faulted
 
     # -- images
     def size_of(self, object_id: int) -> tuple[int, int]:
@@ -409,7 +411,10 @@ class Mirror:
     # -- handlers
     def _image_url(self, request: web.Request, rec: dict, variant: str) -> str:
         code = _DEPT_CODE.get(rec.get("department", ""), "xx")
-        return f"{request.scheme}://{request.host}/CRDImages/{code}/{variant}/{rec['objectID']}.jpg"
+        host = request.host
+        if self.image_host:
+            host = f"{self.image_host}:{request.url.port}" if request.url.port else self.image_host
+        return f"{request.scheme}://{host}/CRDImages/{code}/{variant}/{rec['objectID']}.jpg"
 
     async def handle_object(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
@@ -462,6 +467,8 @@ class Mirror:
         rec = self.records.get(oid)
         if rec is None or not rec.get("isPublicDomain") or variant not in ("original", "web-large"):
             raise web.HTTPNotFound()
+        if variant == "original":
+            self.image_gets[oid] = self.image_gets.get(oid, 0) + 1
         kind = self._draw_fault(image=True)
         if kind in ("429", "403", "500", "html", "reset", "redirect"):
             return await self._fault_response(request, kind)
@@ -529,7 +536,8 @@ def serve_in_thread(*, metadata: Path | None = None, synthetic: int | None = Non
                     **options) -> Iterator[MirrorURL]:
     """Run a mirror on 127.0.0.1 in a background thread; yield its API base URL.
 
-    Extra ``options`` go to :class:`Mirror` (``noise``, ``quality``, ``mp_range``, ``image_pool``).
+    Extra ``options`` go to :class:`Mirror` (``noise``, ``quality``, ``mp_range``, ``image_pool``,
+    ``image_host``).
     """
     mirror = Mirror(metadata=metadata, synthetic=synthetic, seed=seed, faults=faults,
                     image_scale=image_scale, **options)
