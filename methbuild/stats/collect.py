@@ -1,0 +1,246 @@
+"""`methbuild stats` as a Python API: sizes of several inputs, their summary, figure and overlaps.
+
+:func:`collect` lists every input, draws the seeded samples, reads the sampled headers of all
+folder inputs in one pass of chunked tasks, and writes (each file atomically):
+
+- ``images.parquet``: one row per sampled image (input, path, width, height, product_size,
+  aspect_ratio, format, error, truncated);
+- ``summary.csv``: one row per input (:data:`SUMMARY_COLUMNS`);
+- ``problems.csv``: unreadable and truncated files, skipped non-image files, symlink loops,
+  folders that could not be read, files that could not be hashed;
+- ``figure.png`` / ``figure.svg``: paper 000's Figure 2 for these inputs;
+- ``overlap.csv`` (two or more inputs): paper 000's Table 1 for these inputs.
+
+Header results are cached per chunk under ``DIR/.cache/``: an interrupted run resumes where it
+stopped, and a rerun with other names, groups or figure options does not read a file again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from methbuild.errors import UserError
+from methbuild.executor import run_tasks
+from methbuild.io.atomic import clean_stale_temps, ensure_writable_dir
+from methbuild.io.tables import write_table
+from methbuild.stats import figure as figure_mod
+from methbuild.stats.headers import read_chunk
+from methbuild.stats.inputs import (INLINE_BELOW, Listing, Manifest, chunk_results_to_table, folder_chunks,
+                                    is_manifest, list_images, manifest_sizes, read_manifest, sample_positions)
+from methbuild.stats.overlap import OVERLAP_BY, folder_keys, manifest_keys, overlap_table
+
+GROUPS = figure_mod.GROUPS
+DEFAULT_SAMPLE = 100_000  # paper 000: "for the three datasets larger than 100,000 images we take a sample of that size"
+HR_SIDE = 500  # high resolution = at least 500×500 (SPEC §2)
+
+SUMMARY_COLUMNS = [
+    "input", "group", "kind", "listed", "sampled", "images", "unreadable", "truncated",
+    "mp_min", "mp_q1", "mp_median", "mp_q3", "mp_max", "mp_mean",
+    "ar_min", "ar_q1", "ar_median", "ar_q3", "ar_max", "ar_mean",
+    "portrait_share", "share_ge_500x500", "share_gt_12mp",
+]
+IMAGE_COLUMNS = ["input", "path", "width", "height", "product_size", "aspect_ratio", "format", "error", "truncated"]
+
+
+@dataclass
+class InputSpec:
+    path: Path
+    name: str
+    group: str
+    kind: str  # "folder" or "manifest"
+
+
+@dataclass
+class StatsReport:
+    inputs: list[InputSpec]
+    images: pd.DataFrame
+    summary: pd.DataFrame
+    problems: pd.DataFrame
+    overlap: pd.DataFrame | None = None
+    figure_rows: list = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+
+
+def default_group(name: str) -> str:
+    """MetH datasets (a name starting with "MetH", any case) go below the line; everything else above."""
+    return "meth" if name.lower().startswith("meth") else "reference"
+
+
+def resolve_inputs(paths: Sequence[str | os.PathLike], names: Sequence[str] = (),
+                   groups: Sequence[str] = ()) -> list[InputSpec]:
+    """Check the inputs, names and groups before any work; a UserError for any mistake."""
+    if not paths:
+        raise UserError("give at least one INPUT (a folder of images or a CSV/Parquet manifest)")
+    if names and len(names) != len(paths):
+        raise UserError(f"--name was given {len(names)} time(s) for {len(paths)} input(s); give it once per input "
+                        "or not at all")
+    if groups and len(groups) != len(paths):
+        raise UserError(f"--group was given {len(groups)} time(s) for {len(paths)} input(s); give it once per input "
+                        "or not at all")
+    specs = []
+    for k, p in enumerate(paths):
+        p = Path(p)
+        if is_manifest(p):
+            kind = "manifest"
+        elif p.is_dir():
+            kind = "folder"
+        elif not p.exists():
+            raise UserError(f"input {str(p)!r} does not exist")
+        else:
+            raise UserError(f"input {str(p)!r} is neither a folder nor a .csv/.parquet manifest")
+        name = names[k] if names else (p.stem if kind == "manifest" else (p.resolve().name or str(p)))
+        if not name.strip():
+            raise UserError(f"input {k + 1} has an empty name; give --name")
+        group = groups[k] if groups else default_group(name)
+        if group not in GROUPS:
+            raise UserError(f"group {group!r} of input {name!r} is not one of {', '.join(GROUPS)}")
+        specs.append(InputSpec(p, name, group, kind))
+    seen: dict[str, Path] = {}
+    for s in specs:
+        if s.name in seen:
+            raise UserError(f"two inputs are named {s.name!r} ({str(seen[s.name])!r} and {str(s.path)!r}); "
+                            "give each a --name")
+        seen[s.name] = s.path
+    return specs
+
+
+def summarize(images: pd.DataFrame, specs: Sequence[InputSpec], listed: dict[str, int]) -> pd.DataFrame:
+    """One row per input (:data:`SUMMARY_COLUMNS`); megapixels = w·h / 10⁶, aspect ratio = w / h."""
+    rows = []
+    for s in specs:
+        sub = images.loc[images["input"] == s.name]
+        ok = sub["width"].notna() & sub["height"].notna()
+        w = sub.loc[ok, "width"].to_numpy(dtype="float64")
+        h = sub.loc[ok, "height"].to_numpy(dtype="float64")
+        row = {"input": s.name, "group": s.group, "kind": s.kind, "listed": listed[s.name], "sampled": len(sub),
+               "images": int(ok.sum()), "unreadable": int((~ok).sum()), "truncated": int(sub["truncated"].sum())}
+        for prefix, v in (("mp", w * h / 1e6), ("ar", w / h if len(h) else w)):
+            q = np.percentile(v, [0, 25, 50, 75, 100]) if len(v) else [np.nan] * 5
+            for key, val in zip(("min", "q1", "median", "q3", "max"), q):
+                row[f"{prefix}_{key}"] = float(val)
+            row[f"{prefix}_mean"] = float(v.mean()) if len(v) else np.nan
+        n = len(w)
+        row["portrait_share"] = float((h > w).mean()) if n else np.nan
+        row["share_ge_500x500"] = float(((w >= HR_SIDE) & (h >= HR_SIDE)).mean()) if n else np.nan
+        row["share_gt_12mp"] = float((w * h > 12e6).mean()) if n else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).round(6)
+
+
+def _problems_of(images: pd.DataFrame) -> list[dict]:
+    out = []
+    bad = images.loc[images["error"].notna(), ["input", "path", "error"]]
+    out.extend({"input": r.input, "path": r.path, "problem": f"unreadable: {r.error}"} for r in bad.itertuples())
+    tr = images.loc[images["truncated"], ["input", "path", "format"]]
+    out.extend({"input": r.input, "path": r.path, "problem": f"truncated: the {r.format} file ends before its end "
+                "marker (size from the header kept)"} for r in tr.itertuples())
+    return out
+
+
+def collect(inputs: Sequence[str | os.PathLike], *, names: Sequence[str] = (), groups: Sequence[str] = (),
+            sample: int | None = DEFAULT_SAMPLE, seed: int = 0, out: str | os.PathLike | None = None,
+            workers: int | None = None, overlap_by: str = "id", figure: bool = True, fresh: bool = False,
+            progress: bool = True) -> StatsReport:
+    """Measure every input and write the tables and figure to ``out`` (nothing is written when ``out`` is None)."""
+    if overlap_by not in OVERLAP_BY:
+        raise UserError(f"--overlap-by must be one of {', '.join(OVERLAP_BY)}, not {overlap_by!r}")
+    if sample is not None and sample < 0:
+        raise UserError("--sample must be 0 (everything) or a positive number")
+    specs = resolve_inputs(inputs, names, groups)
+    cache_dir = None
+    if out is not None:
+        out = ensure_writable_dir(out)
+        clean_stale_temps(out)
+        cache_dir = out / ".cache"
+        if fresh and cache_dir.exists():
+            shutil.rmtree(cache_dir)
+        cache_dir.mkdir(exist_ok=True)
+        clean_stale_temps(cache_dir)
+
+    # 1. List and sample every input (no image is opened yet).
+    listings: dict[str, Listing] = {}
+    manifests: dict[str, Manifest] = {}
+    positions: dict[str, np.ndarray] = {}
+    listed: dict[str, int] = {}
+    for s in specs:
+        if s.kind == "manifest":
+            manifests[s.name] = m = read_manifest(s.path)
+            listed[s.name] = len(m)
+        else:
+            listings[s.name] = lst = list_images(s.path)
+            listed[s.name] = len(lst)
+        positions[s.name] = sample_positions(listed[s.name], sample or None, seed)
+
+    # 2. Read the sampled headers of all folders in one pass of chunked tasks.
+    items, spans = [], {}
+    for s in specs:
+        if s.kind == "folder":
+            chunk_items = folder_chunks(listings[s.name], positions[s.name], cache_dir)
+            spans[s.name] = (len(items), len(items) + len(chunk_items))
+            items.extend(chunk_items)
+    n_files = sum(len(positions[n]) for n in spans)
+    results = run_tasks(read_chunk, items, workers=1 if n_files < INLINE_BELOW else workers,
+                        desc=f"headers of {n_files:,} files", unit="chunk", progress=progress) if items else []
+
+    tables = []
+    for s in specs:
+        if s.kind == "folder":
+            lo, hi = spans[s.name]
+            t = chunk_results_to_table(listings[s.name], positions[s.name], results[lo:hi])
+        else:
+            t = manifest_sizes(manifests[s.name], positions[s.name])
+        t.insert(0, "input", s.name)
+        tables.append(t[["input", "path", "width", "height", "format", "error", "truncated"]])
+    images = pd.concat(tables, ignore_index=True)
+    w = images["width"].astype("Float64")
+    h = images["height"].astype("Float64")
+    images["product_size"] = (images["width"] * images["height"]).astype("Int64")
+    images["aspect_ratio"] = (w / h).astype("Float64")
+    images = images[IMAGE_COLUMNS]
+
+    summary = summarize(images, specs, listed)
+
+    # 3. Problems: everything that was skipped, unreadable or suspicious.
+    problems = []
+    for s in specs:
+        if s.kind == "folder":
+            problems.extend({"input": s.name, "path": p, "problem": why} for p, why in listings[s.name].problems)
+    problems.extend(_problems_of(images))
+
+    # 4. Overlaps between every ordered pair of inputs (on all their images, not the sample).
+    overlap = None
+    if len(specs) >= 2:
+        keys = []
+        for s in specs:
+            kw = dict(workers=workers, progress=progress, cache_dir=cache_dir, desc=f"sha256 of {s.name}")
+            if s.kind == "folder":
+                k, probs = folder_keys(listings[s.name], overlap_by, **kw)
+            else:
+                k, probs = manifest_keys(manifests[s.name], overlap_by, **kw)
+            keys.append(k)
+            problems.extend({"input": s.name, "path": p, "problem": f"not compared by content: {why}"}
+                            for p, why in probs)
+        overlap = overlap_table([s.name for s in specs], keys)
+    problems_df = pd.DataFrame(problems, columns=["input", "path", "problem"])
+
+    rows = figure_mod.box_rows(images, [s.name for s in specs], [s.group for s in specs])
+    report = StatsReport(specs, images, summary, problems_df, overlap, rows)
+    if out is not None:
+        report.written.append(write_table(images, out / "images.parquet"))
+        report.written.append(write_table(summary, out / "summary.csv"))
+        report.written.append(write_table(problems_df, out / "problems.csv"))
+        if overlap is not None:
+            report.written.append(write_table(overlap, out / "overlap.csv"))
+        else:  # an overlap table from an earlier run with other inputs would be misleading
+            (out / "overlap.csv").unlink(missing_ok=True)
+        if figure:
+            fig = figure_mod.draw(rows)
+            report.written.extend(figure_mod.save(fig, out))
+    return report

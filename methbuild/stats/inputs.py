@@ -1,0 +1,418 @@
+"""What a statistics input is: a folder of images or a manifest table, listed, sampled, then measured.
+
+A folder is listed with ``os.scandir`` into a compact :class:`Listing` (one ``bytearray`` of names
+plus two integer arrays, no object per file), so a tree of a million files costs tens of MB.
+The listing is sorted (each folder's entries by name, folders depth first), so the same tree gives
+the same listing on any filesystem, and ``--sample N`` draws its N positions from it with a seeded
+generator *before* any file is opened. Only the sampled files' headers are read, in chunks of
+:data:`CHUNK` files through :func:`methbuild.executor.run_tasks`.
+
+Symlinked files are followed; symlinked folders too, but every folder is visited once (by device
+and inode), so a symlink loop is reported and skipped instead of followed forever. Folders that
+cannot be read are reported, never fatal.
+
+A manifest is a CSV or Parquet table with width and height columns — a MetH CSV
+(``ID, Label, Image file, Width, Height, ...``) or a crawl manifest
+(``object_id, status, image_file, width, height, bytes, sha256, ...``); column names match
+whatever their case or spacing. A row without a size is counted as unreadable.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from methbuild.errors import UserError
+from methbuild.executor import run_tasks
+from methbuild.stats.headers import chunk_cache_name, read_chunk
+
+IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "jpe", "jfif", "png", "tif", "tiff", "webp", "bmp", "gif"})
+MANIFEST_SUFFIXES = frozenset({".csv", ".parquet", ".pq"})
+CHUNK = 500  # files per task: big enough to hide the pool's per-task cost, small enough to balance
+INLINE_BELOW = 2000  # fewer files than this are read in this process (a pool costs ~0.5 s to start)
+MAX_LISTED_OTHERS = 1000  # non-image files: all counted, this many listed
+
+# Column aliases, compared after lower-casing and removing spaces, underscores and dashes.
+WIDTH_COLUMNS = ("width",)
+HEIGHT_COLUMNS = ("height",)
+ID_COLUMNS = ("id", "objectid")
+FILE_COLUMNS = ("imagefile", "path", "file", "filename")
+SHA_COLUMNS = ("sha256",)
+FORMAT_COLUMNS = ("format",)
+STATUS_COLUMNS = ("status",)
+ERROR_COLUMNS = ("error",)
+
+
+def _norm(col: str) -> str:
+    return "".join(ch for ch in str(col).lower() if ch not in " _-")
+
+
+def _find(columns, aliases) -> str | None:
+    by = {_norm(c): c for c in columns}
+    for a in aliases:
+        if a in by:
+            return by[a]
+    return None
+
+
+@dataclass
+class Listing:
+    """Image files under a folder, sorted, stored compactly; plus what went wrong while listing."""
+
+    root: Path
+    dirs: list[str] = field(default_factory=list)  # relative folder paths, "" = root
+    dir_of: array = field(default_factory=lambda: array("I"))  # per file: index into dirs
+    ends: array = field(default_factory=lambda: array("Q"))  # per file: end offset of its name in names
+    names: bytearray = field(default_factory=bytearray)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (relative path, what happened)
+    other_files: int = 0  # files without an image extension (skipped)
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def _name(self, i: int) -> bytes:
+        start = self.ends[i - 1] if i else 0
+        return bytes(self.names[start:self.ends[i]])
+
+    def relpath_bytes(self, i: int) -> bytes:
+        d = self.dirs[self.dir_of[i]]
+        name = self._name(i)
+        return os.fsencode(d) + b"/" + name if d else name
+
+    def relpath(self, i: int) -> str:
+        return os.fsdecode(self.relpath_bytes(i))
+
+    def stems(self) -> list[str]:
+        """File name without folder and extension, for every file (MetH files are ``<objectID>.jpg``)."""
+        out = []
+        for i in range(len(self)):
+            name = os.fsdecode(self._name(i))
+            stem, dot, _ = name.rpartition(".")
+            out.append(stem if dot else name)
+        return out
+
+
+def _is_image_name(name: str) -> bool:
+    _, dot, ext = name.rpartition(".")
+    return bool(dot) and ext.lower() in IMAGE_EXTENSIONS
+
+
+def list_images(root: str | os.PathLike) -> Listing:
+    """List the image files under ``root`` recursively (see the module notes); never raises for a bad entry."""
+    root = Path(root)
+    listing = Listing(root=root)
+    try:
+        st = os.stat(root)
+    except OSError as exc:
+        raise UserError(f"cannot read input folder {str(root)!r}: {exc.strerror or exc}") from None
+    seen = {(st.st_dev, st.st_ino)}
+    stack = [""]  # relative folders still to visit, popped depth first in name order
+    while stack:
+        rel = stack.pop()
+        folder = os.path.join(root, rel) if rel else str(root)
+        files: list[str] = []
+        subdirs: list[str] = []
+        try:
+            with os.scandir(folder) as it:
+                for entry in it:
+                    name = entry.name
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            subdirs.append(name)
+                            continue
+                        if entry.is_symlink():
+                            try:
+                                target = os.stat(entry.path)
+                            except OSError as exc:
+                                listing.problems.append((_join(rel, name), f"broken symlink: {exc.strerror or exc}"))
+                                continue
+                            if stat.S_ISDIR(target.st_mode):
+                                key = (target.st_dev, target.st_ino)
+                                if key in seen:
+                                    listing.problems.append((_join(rel, name), "symlink to a folder already visited "
+                                                             "(a loop or a duplicate): not followed"))
+                                else:
+                                    seen.add(key)
+                                    subdirs.append(name)
+                                continue
+                        if _is_image_name(name):
+                            files.append(name)
+                        elif not name.startswith("."):
+                            listing.other_files += 1
+                            if listing.other_files <= MAX_LISTED_OTHERS:
+                                listing.problems.append((_join(rel, name), "not an image file name: skipped"))
+                    except OSError as exc:  # a vanished entry or an unreadable symlink
+                        listing.problems.append((_join(rel, name), f"cannot inspect: {exc.strerror or exc}"))
+        except OSError as exc:
+            listing.problems.append((rel or ".", f"cannot list folder: {exc.strerror or exc}"))
+            continue
+        if files:
+            files.sort()
+            di = len(listing.dirs)
+            listing.dirs.append(rel)
+            names, ends, dir_of = listing.names, listing.ends, listing.dir_of
+            for name in files:
+                names += os.fsencode(name)
+                ends.append(len(names))
+            dir_of.extend([di] * len(files))
+        # Real (non-symlink) subfolders: remember their inode too, so a symlink to one is not visited twice.
+        for name in sorted(subdirs, reverse=True):
+            sub = _join(rel, name)
+            try:
+                sst = os.stat(os.path.join(root, sub))
+            except OSError as exc:
+                listing.problems.append((sub, f"cannot inspect folder: {exc.strerror or exc}"))
+                continue
+            key = (sst.st_dev, sst.st_ino)
+            if key in seen and not os.path.islink(os.path.join(root, sub)):
+                listing.problems.append((sub, "folder already visited through a symlink: not listed twice"))
+                continue
+            seen.add(key)
+            stack.append(sub)
+    return listing
+
+
+def _join(rel: str, name: str) -> str:
+    return f"{rel}/{name}" if rel else name
+
+
+def sample_positions(n: int, sample: int | None, seed: int) -> np.ndarray:
+    """Sorted positions of a seeded sample of ``sample`` out of ``n`` (all of them when ``n <= sample``)."""
+    if not sample or n <= sample:
+        return np.arange(n, dtype=np.int64)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(6,)))
+    return np.sort(rng.choice(n, size=sample, replace=False)).astype(np.int64)
+
+
+# --- manifests ------------------------------------------------------------------------------------------------
+
+@dataclass
+class Manifest:
+    """The columns of a manifest a statistics run needs (all rows, as read)."""
+
+    path: Path
+    width: pd.Series
+    height: pd.Series
+    ids: pd.Series | None
+    files: pd.Series | None
+    sha256: pd.Series | None
+    formats: pd.Series | None
+    reasons: pd.Series | None  # why a row has no size (status / error), when the manifest says
+
+    def __len__(self) -> int:
+        return len(self.width)
+
+
+def _read_table(path: Path, columns=None) -> pd.DataFrame:
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return pd.read_parquet(path, columns=columns)
+        return pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False, usecols=columns,
+                           low_memory=False)
+    except UnicodeDecodeError:
+        raise UserError(f"manifest {str(path)!r} is not UTF-8 (a spreadsheet re-save?); export it as UTF-8 CSV") from None
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise UserError(f"cannot read manifest {str(path)!r}: {exc}") from None
+
+
+def _columns(path: Path) -> list[str]:
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.read_schema(path).names)
+        except Exception as exc:
+            raise UserError(f"cannot read manifest {str(path)!r}: {exc}") from None
+    _utf8_head(path)
+    try:
+        return list(pd.read_csv(path, encoding="utf-8-sig", dtype=str, nrows=0).columns)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise UserError(f"cannot read manifest {str(path)!r}: {exc}") from None
+
+
+def _utf8_head(path: Path) -> None:
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if len(head) < 65536 or exc.start < len(head) - 4:  # not just a character cut at the end of the block
+            raise UserError(f"manifest {str(path)!r} is not UTF-8 (a spreadsheet re-save?); "
+                            "export it as UTF-8 CSV") from None
+
+
+def read_manifest(path: str | os.PathLike) -> Manifest:
+    """Read a CSV/Parquet manifest's size, ID, file, sha256 and format columns; a UserError if it has no sizes."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"manifest {str(path)!r} does not exist")
+    cols = _columns(path)
+    wcol, hcol = _find(cols, WIDTH_COLUMNS), _find(cols, HEIGHT_COLUMNS)
+    if not wcol or not hcol:
+        shown = ", ".join(map(str, cols[:8])) + (", ..." if len(cols) > 8 else "")
+        hint = " (it looks ';'-separated: a spreadsheet re-save?)" if len(cols) == 1 and ";" in str(cols[0]) else ""
+        raise UserError(f"manifest {str(path)!r} has no width and height columns{hint}; its columns: {shown}")
+    want = {k: _find(cols, a) for k, a in (("id", ID_COLUMNS), ("file", FILE_COLUMNS), ("sha", SHA_COLUMNS),
+                                           ("fmt", FORMAT_COLUMNS), ("status", STATUS_COLUMNS),
+                                           ("error", ERROR_COLUMNS))}
+    if want["id"] is None:
+        want["id"] = next((c for c in cols if _norm(c).endswith("id") and _norm(c)[:-2] in ("object", "image")), None)
+    usecols = [c for c in dict.fromkeys([wcol, hcol, *want.values()]) if c is not None]
+    df = _read_table(path, usecols)
+
+    def num(col):
+        v = pd.to_numeric(df[col], errors="coerce")
+        return v.where(v > 0)
+
+    def text(col):
+        if col is None:
+            return None
+        s = df[col]
+        return s.where(s.notna(), "").astype(str).str.strip()
+
+    reasons = None
+    if want["status"] or want["error"]:
+        st, er = text(want["status"]), text(want["error"])
+        if st is not None and er is not None:
+            reasons = ("status " + st + er.where(er == "", ": " + er))
+        else:
+            reasons = st if st is not None else er
+    return Manifest(path=path, width=num(wcol), height=num(hcol), ids=text(want["id"]), files=text(want["file"]),
+                    sha256=text(want["sha"]), formats=text(want["fmt"]), reasons=reasons)
+
+
+def _format_from_name(name: str) -> str:
+    ext = name.rpartition(".")[2].lower()
+    return {"jpg": "JPEG", "jpeg": "JPEG", "jpe": "JPEG", "jfif": "JPEG", "png": "PNG", "tif": "TIFF",
+            "tiff": "TIFF", "webp": "WEBP", "bmp": "BMP", "gif": "GIF"}.get(ext, "")
+
+
+def manifest_sizes(m: Manifest, positions: np.ndarray) -> pd.DataFrame:
+    """The size table of the chosen rows of a manifest (columns as :func:`read_sizes`)."""
+    w = m.width.iloc[positions].to_numpy(dtype="float64")
+    h = m.height.iloc[positions].to_numpy(dtype="float64")
+    ok = np.isfinite(w) & np.isfinite(h)
+    ids = m.ids.iloc[positions].to_numpy(dtype=object) if m.ids is not None else None
+    files = m.files.iloc[positions].to_numpy(dtype=object) if m.files is not None else None
+    if files is not None:
+        paths = files
+    elif ids is not None:
+        paths = ids
+    else:
+        paths = np.array([f"row {p + 2}" for p in positions], dtype=object)  # +2: header line, 1-based
+    if m.formats is not None:
+        fmts = m.formats.iloc[positions].str.upper().to_numpy(dtype=object)
+    elif files is not None:
+        fmts = np.array([_format_from_name(f) for f in files], dtype=object)
+    else:
+        fmts = np.full(len(positions), "", dtype=object)
+    err = np.full(len(positions), None, dtype=object)
+    if (~ok).any():
+        reasons = m.reasons.iloc[positions].to_numpy(dtype=object) if m.reasons is not None else None
+        for k in np.flatnonzero(~ok):
+            why = f" ({reasons[k]})" if reasons is not None and reasons[k] else ""
+            err[k] = "no width/height in the manifest" + why
+    return _table(paths, np.where(ok, w, np.nan), np.where(ok, h, np.nan), np.where(ok, fmts, ""), err,
+                  np.zeros(len(positions), dtype=bool), ids=ids)
+
+
+def _table(paths, w, h, fmts, errors, truncated, ids=None) -> pd.DataFrame:
+    cols = {"path": pd.Series(paths, dtype=object)}
+    if ids is not None:
+        cols["id"] = pd.Series(ids, dtype=object)
+    cols["width"] = pd.array(np.where(np.isnan(w), 0, w).astype("int64"), dtype="Int64")
+    cols["height"] = pd.array(np.where(np.isnan(h), 0, h).astype("int64"), dtype="Int64")
+    df = pd.DataFrame(cols)
+    bad = np.isnan(w) | np.isnan(h)
+    df.loc[bad, ["width", "height"]] = pd.NA
+    df["format"] = pd.Series(fmts, dtype=object).replace("", None)
+    df["error"] = pd.Series(errors, dtype=object)
+    df["truncated"] = np.asarray(truncated, dtype=bool)
+    return df
+
+
+# --- folders: reading headers ----------------------------------------------------------------------------------
+
+def folder_chunks(listing: Listing, positions: np.ndarray, cache_dir: Path | None = None,
+                  chunk: int = CHUNK) -> list[tuple[str, bytes, str | None]]:
+    """Tasks for :func:`methbuild.stats.headers.read_chunk`: ``chunk`` sampled files each."""
+    root = os.path.abspath(listing.root)
+    items = []
+    for start in range(0, len(positions), chunk):
+        blob = b"\0".join(listing.relpath_bytes(int(i)) for i in positions[start:start + chunk])
+        cache = str(cache_dir / chunk_cache_name(root, blob)) if cache_dir is not None else None
+        items.append((root, blob, cache))
+    return items
+
+
+def chunk_results_to_table(listing: Listing, positions: np.ndarray, results) -> pd.DataFrame:
+    """Assemble the per-chunk results (``TaskResult`` list, in chunk order) into one size table."""
+    n = len(positions)
+    w = np.full(n, np.nan)
+    h = np.full(n, np.nan)
+    fmts = np.full(n, "", dtype=object)
+    errors = np.full(n, None, dtype=object)
+    trunc = np.zeros(n, dtype=bool)
+    for k, res in enumerate(results):
+        lo = k * CHUNK
+        hi = min(n, lo + CHUNK)
+        if not res.ok:  # the whole task failed (a bug or a dead worker): every file of it is unreadable
+            errors[lo:hi] = f"not read: {res.error}"
+            continue
+        v = res.value
+        ww = np.asarray(v["w"], dtype=float)
+        hh = np.asarray(v["h"], dtype=float)
+        ww[ww < 0] = np.nan
+        hh[hh < 0] = np.nan
+        w[lo:hi], h[lo:hi] = ww, hh
+        fmts[lo:hi] = v["f"]
+        for i, msg in v["e"].items():
+            errors[lo + int(i)] = msg
+        for i in v["t"]:
+            trunc[lo + i] = True
+    paths = np.array([listing.relpath(int(i)) for i in positions], dtype=object)
+    return _table(paths, w, h, fmts, errors, trunc)
+
+
+def is_manifest(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES
+
+
+def read_sizes(input: str | os.PathLike, *, sample: int | None = None, seed: int = 0, workers: int | None = None,
+               progress: bool = True, cache_dir: Path | None = None) -> pd.DataFrame:
+    """Sizes of the images of one input (a folder, searched recursively, or a CSV/Parquet manifest).
+
+    Columns: ``path`` (relative to the folder; for a manifest its image file column, else its ID),
+    ``id`` (manifests with an ID column), ``width``, ``height`` (as displayed: EXIF orientation
+    applied; missing when unreadable), ``format`` (Pillow's name), ``error`` (None when readable),
+    ``truncated`` (the file ends before its end marker; the size is still valid).
+    With ``sample`` a seeded sample of that many files is drawn before any header is read.
+    """
+    path = Path(input)
+    if is_manifest(path):
+        m = read_manifest(path)
+        return manifest_sizes(m, sample_positions(len(m), sample, seed))
+    if not path.exists():
+        raise UserError(f"input {str(path)!r} does not exist")
+    if not path.is_dir():
+        raise UserError(f"input {str(path)!r} is neither a folder nor a .csv/.parquet manifest")
+    listing = list_images(path)
+    positions = sample_positions(len(listing), sample, seed)
+    return read_listing_sizes(listing, positions, workers=workers, progress=progress, cache_dir=cache_dir)
+
+
+def read_listing_sizes(listing: Listing, positions: np.ndarray, *, workers: int | None = None, progress: bool = True,
+                       cache_dir: Path | None = None, desc: str = "headers") -> pd.DataFrame:
+    """Read the headers of the listed files at ``positions`` (chunked, in a process pool when worth it)."""
+    items = folder_chunks(listing, positions, cache_dir)
+    if len(positions) < INLINE_BELOW:
+        workers = 1
+    results = run_tasks(read_chunk, items, workers=workers, desc=f"{desc} ({CHUNK} files/chunk)", unit="chunk",
+                        progress=progress)
+    return chunk_results_to_table(listing, positions, results)

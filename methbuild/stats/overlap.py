@@ -1,0 +1,114 @@
+"""Dataset overlaps (paper 000, Table 1): for each ordered pair, the % of the first's images also in the second.
+
+An image is identified by a key:
+
+- ``id`` (default): the ID column of a manifest (``ID`` in a MetH CSV, ``object_id`` in a crawl
+  manifest); for a folder, the file name without extension — MetH files are ``<objectID>.jpg``, so a
+  folder and a manifest of the same dataset compare equal.
+- ``name``: the file name without extension for both (a manifest's image file column).
+- ``sha256``: the content. A manifest's ``sha256`` column when it has one, else its files (image file
+  column, relative to the manifest's folder) are hashed; a folder's files are hashed.
+
+Overlaps always use every image of an input, not the ``--sample``: keys by ID or name cost nothing
+to list, and a sampled overlap would underestimate the share.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from methbuild.errors import UserError
+from methbuild.executor import run_tasks
+from methbuild.stats.headers import chunk_cache_name, hash_chunk
+from methbuild.stats.inputs import CHUNK, INLINE_BELOW, Listing, Manifest
+
+OVERLAP_BY = ("id", "name", "sha256")
+
+
+def _stem(name: str) -> str:
+    base = name.replace("\\", "/").rpartition("/")[2]
+    stem, dot, _ = base.rpartition(".")
+    return stem if dot else base
+
+
+def _hash_files(root: str, rels: list[bytes], *, workers, progress, cache_dir: Path | None, desc: str):
+    items = []
+    for start in range(0, len(rels), CHUNK):
+        blob = b"\0".join(rels[start:start + CHUNK])
+        cache = str(cache_dir / chunk_cache_name(root, blob, "sha256-1")) if cache_dir is not None else None
+        items.append((root, blob, cache))
+    results = run_tasks(hash_chunk, items, workers=1 if len(rels) < INLINE_BELOW else workers,
+                        desc=f"{desc} ({CHUNK} files/chunk)", unit="chunk", progress=progress)
+    keys: list[str | None] = []
+    problems: list[tuple[str, str]] = []
+    for k, res in enumerate(results):
+        part = rels[k * CHUNK:(k + 1) * CHUNK]
+        if not res.ok:
+            keys.extend([None] * len(part))
+            problems.extend((os.fsdecode(r), f"not hashed: {res.error}") for r in part)
+            continue
+        for i, digest in enumerate(res.value["s"]):
+            keys.append(digest or None)
+        for i, msg in res.value["e"].items():
+            problems.append((os.fsdecode(part[int(i)]), msg))
+    return keys, problems
+
+
+def folder_keys(listing: Listing, by: str, *, workers=None, progress=True, cache_dir=None, desc="sha256"):
+    """(keys, problems) of every listed file of a folder."""
+    if by in ("id", "name"):
+        return listing.stems(), []
+    rels = [listing.relpath_bytes(i) for i in range(len(listing))]
+    return _hash_files(os.path.abspath(listing.root), rels, workers=workers, progress=progress,
+                       cache_dir=cache_dir, desc=desc)
+
+
+def manifest_keys(m: Manifest, by: str, *, workers=None, progress=True, cache_dir=None, desc="sha256"):
+    """(keys, problems) of every row of a manifest; a UserError when it lacks what ``by`` needs."""
+    if by == "id":
+        if m.ids is not None:
+            return [v or None for v in m.ids.tolist()], []
+        if m.files is not None:
+            return [_stem(v) if v else None for v in m.files.tolist()], []
+        raise UserError(f"manifest {str(m.path)!r} has no ID or image file column to compare by id")
+    if by == "name":
+        if m.files is not None:
+            return [_stem(v) if v else None for v in m.files.tolist()], []
+        raise UserError(f"manifest {str(m.path)!r} has no image file column to compare by name; use --overlap-by id")
+    if m.sha256 is not None:
+        return [v.lower() or None for v in m.sha256.tolist()], []
+    if m.files is None:
+        raise UserError(f"manifest {str(m.path)!r} has neither a sha256 nor an image file column "
+                        "to compare by content")
+    root = os.path.abspath(m.path.parent)
+    files = m.files.tolist()
+    rels = [os.fsencode(f) for f in files if f]
+    keys_present, problems = _hash_files(root, rels, workers=workers, progress=progress, cache_dir=cache_dir,
+                                         desc=desc)
+    it = iter(keys_present)
+    return [next(it) if f else None for f in files], problems
+
+
+def overlap_table(names: Sequence[str], keys: Sequence[Sequence[str | None]]) -> pd.DataFrame:
+    """One row per ordered pair (first, second): images of the first, how many also in the second, the %.
+
+    Every image of the first with a key counts (duplicates too); images without a key (a file that
+    could not be hashed, a row without an ID) are left out of both counts.
+    """
+    rows = []
+    arrays = [np.asarray([k for k in ks if k is not None], dtype=object) for ks in keys]
+    sets = [set(a.tolist()) for a in arrays]
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            if i == j:
+                continue
+            n = len(arrays[i])
+            shared = int(sum(1 for k in arrays[i] if k in sets[j]))
+            rows.append({"input_1": a, "input_2": b, "images_1": n, "also_in_2": shared,
+                         "percent": round(100.0 * shared / n, 2) if n else float("nan")})
+    return pd.DataFrame(rows, columns=["input_1", "input_2", "images_1", "also_in_2", "percent"])
