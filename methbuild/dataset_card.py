@@ -99,7 +99,7 @@ def croissant_metadata(recipe: Recipe, table: pd.DataFrame, folder: Path) -> dic
     types = {"ID": mlc.DataType.INTEGER, "Width": mlc.DataType.INTEGER, "Height": mlc.DataType.INTEGER,
              "Product size": mlc.DataType.INTEGER, "Aspect ratio": mlc.DataType.FLOAT,
              "Label": mlc.DataType.INTEGER if recipe.task == "regression" else mlc.DataType.TEXT}
-    fields = [mlc.Field(id=f"records/{c}", name=c, data_types=[types.get(c, mlc.DataType.TEXT)],
+    fields = [mlc.Field(id="records/" + c.lower().replace(" ", "_"), name=c, data_types=[types.get(c, mlc.DataType.TEXT)],
                         source=mlc.Source(file_object="table", extract=mlc.Extract(column=c)))
               for c in table.columns]
     md = mlc.Metadata(

@@ -42,4 +42,4 @@ class MethCultures(Recipe):
                 return mapping[full]
             return mapping.get(full.split(",")[0].strip())
 
-        return meta[self.label_column].map(label)
+        return meta[self.label_column].map(label).astype(object).where(lambda s: s.notna(), None)
