@@ -28,7 +28,6 @@ from methbuild.errors import UserError
 from methbuild.executor import default_workers, run_tasks
 from methbuild.io.atomic import clean_stale_temps, ensure_writable_dir
 from methbuild.io.lowres_png import png_size, write_png
-from methbuild.io.tables import write_table
 
 SCALES = (2, 4, 8, 16)
 CROP_MULTIPLE = 16
@@ -115,12 +114,61 @@ def check_scales(scales: Sequence[int], crop_multiple: int) -> tuple[int, ...]:
     return tuple(sorted({int(s) for s in scales}))
 
 
-def mirrored_reduce(image, scale: int):
-    """``image`` shrunk by the integer ``scale`` with the antialiased Keys cubic, borders mirrored."""
-    pad = 3 * scale  # the cubic spans ±2·scale input pixels; a whole number of LR pixels keeps the grid
+EDGE_LR = 2  # LR pixels per side whose kernel reaches past the edge: centre (i + ½)·s, half-width 2s
+
+
+def _padded_reduce(image, scale: int):
+    """Reduce through a mirrored border (edge pixel repeated, as imresize): exact everywhere, but slow
+    on big images (libvips no longer reads the in-memory source directly)."""
+    pad = 3 * scale  # > the kernel's reach of 2·scale; a whole number of LR pixels keeps the grid
     big = image.embed(pad, pad, image.width + 2 * pad, image.height + 2 * pad, extend="mirror")
-    small = big.reduce(scale, scale, kernel="cubic", gap=0.0)
-    return small.crop(3, 3, image.width // scale, image.height // scale)
+    return big.reduce(scale, scale, kernel="cubic", gap=0.0).crop(3, 3, image.width // scale, image.height // scale)
+
+
+def mirrored_reduce(image, scale: int):
+    """``image`` (sides divisible by ``scale``) shrunk by the integer ``scale`` with the antialiased
+    Keys cubic, its border mirrored as ``imresize`` does.
+
+    ``reduce`` itself extends edges by copying, which only changes the outer ``EDGE_LR`` LR pixels
+    on each side; those are recomputed from thin mirrored strips and inserted, so the result is
+    identical to reducing the whole mirrored image at a fraction of the cost.
+    """
+    big_w, big_h = image.width, image.height
+    w, h = big_w // scale, big_h // scale
+    m = EDGE_LR
+    ctx = (m + 2) * scale  # HR pixels the outer m LR pixels read (kernel reach 2·scale from their centres)
+    if w <= 2 * (m + 2) or h <= 2 * (m + 2):
+        return _padded_reduce(image, scale)
+    out = image.reduce(scale, scale, kernel="cubic", gap=0.0)
+    top = _padded_reduce(image.crop(0, 0, big_w, ctx), scale).crop(0, 0, w, m)
+    bottom = _padded_reduce(image.crop(0, big_h - ctx, big_w, ctx), scale).crop(0, 2, w, m)
+    left = _padded_reduce(image.crop(0, 0, ctx, big_h), scale).crop(0, 0, m, h)
+    right = _padded_reduce(image.crop(big_w - ctx, 0, ctx, big_h), scale).crop(2, 0, m, h)
+    return out.insert(top, 0, 0).insert(bottom, 0, h - m).insert(left, 0, 0).insert(right, w - m, 0)
+
+
+def mirrored_reduce_array(image, scale: int):
+    """:func:`mirrored_reduce` computed into a numpy array (H × W or H × W × bands, uint8).
+
+    The bulk goes through ``reduce`` reading the in-memory image directly; the border is
+    recomputed from two small images (the top and bottom strips joined, the left and right
+    strips joined: the seam lies on the LR grid and only LR pixels we discard read across it)
+    and written over it, so libvips never pulls the big image through an ``insert``.
+    """
+    big_w, big_h = image.width, image.height
+    w, h = big_w // scale, big_h // scale
+    m = EDGE_LR
+    ctx = (m + 2) * scale
+    if w <= 2 * (m + 2) or h <= 2 * (m + 2):
+        return _padded_reduce(image, scale).numpy()
+    out = image.reduce(scale, scale, kernel="cubic", gap=0.0).numpy()
+    rows = image.crop(0, 0, big_w, ctx).join(image.crop(0, big_h - ctx, big_w, ctx), "vertical")
+    rows = _padded_reduce(rows, scale).numpy()
+    out[:m], out[h - m:] = rows[:m], rows[-m:]
+    cols = image.crop(0, 0, ctx, big_h).join(image.crop(big_w - ctx, 0, ctx, big_h), "horizontal")
+    cols = _padded_reduce(cols, scale).numpy()
+    out[:, :m], out[:, w - m:] = cols[:, :m], cols[:, -m:]
+    return out
 
 
 def bicubic_pyramid(image, scales: Sequence[int] = SCALES, crop_multiple: int = CROP_MULTIPLE) -> dict:
@@ -208,9 +256,11 @@ def make_lowres(task: LowresTask) -> dict:
         hr = prepared.crop(*box)
         profile = hr.get("icc-profile-data") if hr.get_typeof("icc-profile-data") else None
         for s in todo:
-            pixels = mirrored_reduce(hr, s).numpy()
+            pixels = mirrored_reduce_array(hr, s)
             assert pixels.shape[:2] == sizes[s][::-1], (pixels.shape, sizes[s])
-            write_png(lr_path(task.out, s, task.stem), pixels, icc_profile=profile)
+            # No fsync per LR file: the rename is atomic, and a file a crash might leave incomplete
+            # fails png_size's check (signature, IHDR size, IEND trailer) and is redone on resume.
+            write_png(lr_path(task.out, s, task.stem), pixels, icc_profile=profile, fsync=False)
     row: dict = {"source": task.source, "stem": task.stem, "status": "written" if todo else "already complete",
                  "width": width, "height": height, "bands": bands, "crop_left": box[0], "crop_top": box[1], "crop_width": box[2],
                  "crop_height": box[3], "notes": "; ".join(notes)}
@@ -309,6 +359,8 @@ def build_lowres(sources: Sequence[str | os.PathLike], out: str | os.PathLike, *
             report.failed += 1
             report.failures.append((task.source, reason))
         rows.append(row)
+    from methbuild.io.tables import write_table  # pandas: only in the parent, never in the workers
+
     report.table = write_table(_table(rows, scales), out / CSV_NAME)
     report.seconds = time.perf_counter() - started
     if strict and report.failed:

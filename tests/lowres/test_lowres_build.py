@@ -254,13 +254,17 @@ def test_input_errors_are_user_errors(tmp_path):
 # --------------------------------------------------------------------------- the PNG writer
 
 
+ENGINES = ["zlib"] + (["isal"] if lowres_png.deflate_engine() == "isal" else [])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("shape", [(1, 1), (37, 53), (20, 31, 3), (300, 7, 3)])
-def test_png_round_trip_across_blocks(tmp_path, monkeypatch, shape):
+def test_png_round_trip_across_blocks(tmp_path, monkeypatch, shape, engine):
     monkeypatch.setattr(lowres_png, "BLOCK_BYTES", 64)  # many small blocks: the block seams are exercised
     rng = np.random.default_rng(sum(shape))
     a = rng.integers(0, 256, shape, dtype=np.uint8)
     a[: shape[0] // 2] //= 16  # some compressible rows too
-    path = write_png(tmp_path / "x.png", a)
+    path = write_png(tmp_path / "x.png", a, engine=engine)
     with Image.open(path) as im:
         assert np.array_equal(np.asarray(im), a)
     assert np.array_equal(pyvips.Image.new_from_file(str(path)).numpy().reshape(a.shape), a)
@@ -325,3 +329,20 @@ def test_cli_missing_src_and_unwritable_out(tmp_path):
         ro = tmp_path / "ro"
         ro.mkdir(mode=0o500)
         assert_user_error(run_cli("lowres", tmp_path / "a.png", "--out", ro / "out"), "cannot write")
+
+
+def test_output_does_not_depend_on_workers(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):
+        Image.fromarray(natural(80 + 16 * i, 64, seed=i)).save(src / f"im{i}.png")
+    (src / ".hidden.png").write_bytes(b"x")
+    (src / "notes.txt").write_text("not an image")
+    assert [p.name for p in sources_from(src)] == [f"im{i}.png" for i in range(4)]
+    build_lowres(sources_from(src), tmp_path / "a", workers=1, progress=False)
+    build_lowres(sources_from(src), tmp_path / "b", workers=2, vips_threads=1, progress=False)
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.png"))
+    assert len(files_a) == 16
+    for rel in files_a:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+    assert (tmp_path / "a" / "lowres.csv").read_text() == (tmp_path / "b" / "lowres.csv").read_text()
