@@ -346,3 +346,17 @@ def test_output_does_not_depend_on_workers(tmp_path):
     for rel in files_a:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
     assert (tmp_path / "a" / "lowres.csv").read_text() == (tmp_path / "b" / "lowres.csv").read_text()
+
+
+def test_a_changed_source_is_redone(tmp_path):
+    src = tmp_path / "a.png"
+    Image.fromarray(natural(64, 64, seed=1)).save(src)
+    out = tmp_path / "out"
+    build_lowres([src], out, scales=(2,), workers=1, progress=False)
+    first = (out / "X2" / "a.png").read_bytes()
+    Image.fromarray(natural(64, 64, seed=2)).save(src)
+    later = (out / "X2" / "a.png").stat().st_mtime_ns + 1_000_000_000
+    os.utime(src, ns=(later, later))
+    report = build_lowres([src], out, scales=(2,), workers=1, progress=False)
+    assert report.done == 1
+    assert (out / "X2" / "a.png").read_bytes() != first
