@@ -22,9 +22,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/methbuild ultramnist --n 56 --size 1024 --out $(DEMO)/ultramnist --preview
-	@echo
-	@echo "demo: UltraMNIST sample in $(DEMO)/ultramnist/ (look at $(DEMO)/ultramnist/preview.png)"
+	$(BIN)/methbuild demo --out $(DEMO)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

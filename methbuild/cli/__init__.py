@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "build": "build",
     "recipes": "recipes",
     "buckets": "buckets",
+    "demo": "demo",
 }
 
 
