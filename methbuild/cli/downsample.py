@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from methbuild.downsample.build import SUMMARY, Options, build
+from methbuild.downsample.pipeline import SUMMARY, Options, build
 from methbuild.downsample.resize import DEFAULT_DRAFT, METHODS, SIZES
 from methbuild.io.imagenet_batches import FORMATS
 

@@ -5,11 +5,14 @@ Exact mode is the released sets' pipeline, pixel for pixel: ``Image.open``, ``co
 Fast mode first asks libjpeg for a DCT-domain shrink on load (``Image.draft``) to the smallest
 power-of-two reduction (1/2, 1/4, 1/8) that still leaves at least ``draft·S`` pixels on each
 side, then resizes the exact same way from that, with the crop box ``draft`` reports so that
-image edges stay aligned. Non-JPEG files (a PNG named ``.JPEG``) decode in full either way.
+image edges stay aligned. Non-JPEG files (a PNG named ``.JPEG``) decode in full either way, and so
+does ``nearest``: a shrink-on-load averages pixels, which would turn nearest-neighbour sampling
+(the paper's aliasing-prone baseline) into something else.
 """
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -34,12 +37,13 @@ def square(path: str, size: int, method: str, exact: bool = False, draft: int = 
     with Image.open(path) as im:
         kind = f"{im.format}/{im.mode}"
         box = None
-        if not exact and im.format == "JPEG":
+        if not exact and method != "nearest" and im.format == "JPEG":
             reduced = im.draft("RGB", (size * draft, size * draft))
             if reduced is not None:
                 box = reduced[1]
-        rgb = im.convert("RGB")  # loads (raises on a truncated file); CMYK and L handled by Pillow
-    out = rgb.resize((size, size), METHODS[method], box=box)
+        im.load()  # decodes; raises on a truncated file
+        rgb = im if im.mode == "RGB" else im.convert("RGB")  # CMYK, L, P, RGBA: Pillow's conversion
+        out = rgb.resize((size, size), METHODS[method], box=box)
     return np.asarray(out), kind
 
 
@@ -68,6 +72,7 @@ def downsample_chunk(chunk: Chunk) -> dict:
     block = np.zeros((len(chunk.paths), row_len), dtype=np.uint8)
     failed: list[tuple[int, str]] = []
     kinds: Counter[str] = Counter()
+    cpu0 = time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # EXIF and decompression-bomb warnings: the pixels are what matter
         for i, path in enumerate(chunk.paths):
@@ -78,4 +83,4 @@ def downsample_chunk(chunk: Chunk) -> dict:
                 continue
             block[i] = to_row(img)
             kinds[kind] += 1
-    return {"block": block, "failed": failed, "kinds": dict(kinds)}
+    return {"block": block, "failed": failed, "kinds": dict(kinds), "cpu_seconds": time.process_time() - cpu0}

@@ -173,58 +173,88 @@ def _check_space(out: Path, need: int) -> None:
         raise UserError(f"{out} needs about {_gb(need)} free (work file + batches) but has {_gb(free)}")
 
 
-def _resize_split(split: SplitFiles, rows_to_files: np.ndarray, opts: Options, cfg: dict, work: _WorkFile,
-                  progress: _Progress, workers: int) -> tuple[np.ndarray, list[tuple[int, str, str]], Counter]:
-    """Pass 1 over one split: returns (int64 per-pixel sums over good rows, failures, kinds)."""
-    n, cs = len(split), cfg["chunk_size"]
-    sums = np.zeros(work.row_len, dtype=np.int64)
-    failures: list[tuple[int, str, str]] = []
-    kinds: Counter[str] = Counter()
+@dataclass
+class _SplitState:
+    """Pass-1 bookkeeping of one split."""
+
+    files: SplitFiles
+    order: np.ndarray  # output row -> index into files
+    work: _WorkFile
+    sums: np.ndarray  # int64 per-pixel sums of the good rows (failed rows are zeros)
+    failures: list[tuple[int, str, str]]  # (row, file, error)
+    kinds: Counter
+    cpu_seconds: float = 0.0  # of the workers, this run
+
+
+def _resize(states: list[_SplitState], opts: Options, chunk_size: int, progress: _Progress,
+            workers: int) -> float | None:
+    """Pass 1 over every split in one pool (a pool start costs ~0.5 s; one is enough).
+
+    Returns the steady-state rate, images/s after the first chunk came back (pool start-up
+    excluded), or None when there were fewer than two chunks to run."""
     todo: list[Chunk] = []
     done_rows = 0
-    for c, start in enumerate(range(0, n, cs)):
-        stop = min(n, start + cs)
-        rec = progress.chunks.get((split.name, c))
-        if rec is not None:  # resumed: the rows are on disk; their sums are re-read (failed rows are zeros)
-            sums += work.read(start, stop).sum(axis=0, dtype=np.int64)
-            failures.extend((start + i, split.paths[rows_to_files[start + i]], err) for i, err in rec["failed"])
-            kinds.update(rec["kinds"])
-            done_rows += stop - start
-            continue
-        paths = tuple(str(opts.src / split.paths[f]) for f in rows_to_files[start:stop])
-        todo.append(Chunk(split.name, c, start, paths, opts.size, opts.method, opts.exact, opts.draft))
+    by_name = {st.files.name: st for st in states}
+
+    def record(st: _SplitState, start: int, failed: list, kinds: dict) -> None:
+        st.failures.extend((start + i, st.files.paths[st.order[start + i]], err) for i, err in failed)
+        st.kinds.update(kinds)
+
+    for st in states:
+        n = len(st.files)
+        for c, start in enumerate(range(0, n, chunk_size)):
+            stop = min(n, start + chunk_size)
+            rec = progress.chunks.get((st.files.name, c))
+            if rec is not None:  # resumed: the rows are on disk; re-read them for the sums
+                st.sums += st.work.read(start, stop).sum(axis=0, dtype=np.int64)
+                record(st, start, rec["failed"], rec["kinds"])
+                done_rows += stop - start
+                continue
+            paths = tuple(str(opts.src / st.files.paths[f]) for f in st.order[start:stop])
+            todo.append(Chunk(st.files.name, c, start, paths, opts.size, opts.method, opts.exact, opts.draft))
+    total = sum(len(st.files) for st in states)
     if done_rows and opts.progress:
-        tqdm.write(f"{split.name}: resuming, {done_rows:,} of {n:,} images already resized")
+        tqdm.write(f"resuming: {done_rows:,} of {total:,} images already resized")
     pending: list[dict] = []
     last_flush = time.monotonic()
     errors: list[str] = []
-    with tqdm(total=n, initial=done_rows, desc=f"{split.name} {opts.size}x{opts.size}", unit="img",
+
+    def flush() -> None:
+        nonlocal pending, last_flush
+        for st in states:
+            st.work.sync()
+        progress.append(pending)
+        pending, last_flush = [], time.monotonic()
+
+    with tqdm(total=total, initial=done_rows, desc=f"resize {opts.size}x{opts.size}", unit="img",
               disable=not opts.progress or None, dynamic_ncols=True, smoothing=0.05) as bar:
+        t_first, after_first = None, 0
         for res in iter_tasks(downsample_chunk, todo, workers=workers):
             chunk: Chunk = res.item
-            if not res.ok:  # the whole task died (not one bad image): retried by the next run
-                errors.append(f"{split.name} chunk {chunk.index}: {res.error}")
-                bar.update(len(chunk.paths))
-                continue
-            value = res.value
-            work.write(chunk.start, value["block"])
-            sums += value["block"].sum(axis=0, dtype=np.int64)
-            failures.extend((chunk.start + i, split.paths[rows_to_files[chunk.start + i]], err)
-                            for i, err in value["failed"])
-            kinds.update(value["kinds"])
-            pending.append({"split": split.name, "chunk": chunk.index, "failed": value["failed"],
-                            "kinds": value["kinds"]})
             bar.update(len(chunk.paths))
+            if t_first is None:
+                t_first = time.monotonic()
+            else:
+                after_first += len(chunk.paths)
+            if not res.ok:  # the whole task died (not one bad image): retried by the next run
+                errors.append(f"{chunk.split} chunk {chunk.index}: {res.error}")
+                continue
+            st, value = by_name[chunk.split], res.value
+            st.work.write(chunk.start, value["block"])
+            st.sums += value["block"].sum(axis=0, dtype=np.int64)
+            st.cpu_seconds += value["cpu_seconds"]
+            record(st, chunk.start, value["failed"], value["kinds"])
+            pending.append({"split": chunk.split, "chunk": chunk.index, "failed": value["failed"],
+                            "kinds": value["kinds"]})
             if time.monotonic() - last_flush > FLUSH_SECONDS:
-                work.sync()
-                progress.append(pending)
-                pending, last_flush = [], time.monotonic()
-    work.sync()
-    progress.append(pending)
+                flush()
+    t_end = time.monotonic()
+    flush()
     if errors:
         raise RuntimeError(f"{len(errors)} chunk(s) failed, rerun the same command to retry them; first: {errors[0]}")
-    failures.sort()
-    return sums, failures, kinds
+    for st in states:
+        st.failures.sort()
+    return after_first / (t_end - t_first) if after_first and t_end > t_first else None
 
 
 def _write_split(stems_bounds: list[tuple[str, int, int]], good: np.ndarray, labels: np.ndarray, work: _WorkFile,
@@ -300,45 +330,35 @@ def build(opts: Options) -> dict:
     splits = [(source.train, train_order(len(source.train), opts.seed))]
     if source.val is not None:
         splits.append((source.val, np.arange(len(source.val))))
+    states = [_SplitState(files, order, _WorkFile(work_dir / f"{files.name}.u8", len(files), row_len),
+                          np.zeros(row_len, dtype=np.int64), [], Counter()) for files, order in splits]
     report: dict = {}
-    all_failures: list[dict] = []
-    kinds: Counter[str] = Counter()
-    t_resize = time.monotonic()
-    results = {}
-    for split, order in splits:
-        work = _WorkFile(work_dir / f"{split.name}.u8", len(split), row_len)
-        try:
-            sums, failures, split_kinds = _resize_split(split, order, opts, cfg, work, progress, workers)
-        except BaseException:
-            work.close()
-            raise
-        results[split.name] = (work, order, sums, failures)
-        kinds.update(split_kinds)
-        all_failures += [{"split": split.name, "file": f, "error": e} for _, f, e in failures]
-    resize_seconds = time.monotonic() - t_resize
-
     mean = None
     try:
-        for split, _ in splits:
-            work, order, sums, failures = results[split.name]
-            failed_rows = {r for r, _, _ in failures}
-            good = np.array([r for r in range(len(split)) if r not in failed_rows], dtype=np.int64)
-            labels = np.asarray(split.labels, dtype=np.int64)[order]
-            if split.name == "train":
+        t_resize = time.monotonic()
+        steady = _resize(states, opts, chunk_size, progress, workers)
+        resize_seconds = time.monotonic() - t_resize
+        for st in states:
+            failed_rows = {r for r, _, _ in st.failures}
+            good = np.array([r for r in range(len(st.files)) if r not in failed_rows], dtype=np.int64)
+            labels = np.asarray(st.files.labels, dtype=np.int64)[st.order]
+            entry = {"images": int(len(good)), "files": len(st.files), "skipped": len(st.failures)}
+            if st.files.name == "train":
                 if not len(good):
-                    raise UserError("no train image could be read; see the errors above")
-                mean = sums.astype(np.float64) / len(good)
-                bounds = [(stem, a, b) for stem, (a, b) in zip(TRAIN_STEMS, train_batch_bounds(len(good)))]
-                _write_split(bounds, good, labels, work, mean, opts, progress)
-                per_batch = [b - a for a, b in train_batch_bounds(len(good))]
-                report["train"] = {"images": int(len(good)), "files": len(split), "skipped": len(failures),
-                                   "batch_rows": per_batch}
+                    raise UserError("no train image could be read; see downsample's error list")
+                mean = st.sums.astype(np.float64) / len(good)
+                bounds = train_batch_bounds(len(good))
+                _write_split([(stem, a, b) for stem, (a, b) in zip(TRAIN_STEMS, bounds)], good, labels, st.work,
+                             mean, opts, progress)
+                entry["batch_rows"] = [b - a for a, b in bounds]
             else:
-                _write_split([(VAL_STEM, 0, len(good))], good, labels, work, None, opts, progress)
-                report["val"] = {"images": int(len(good)), "files": len(split), "skipped": len(failures)}
+                _write_split([(VAL_STEM, 0, len(good))], good, labels, st.work, None, opts, progress)
+            report[st.files.name] = entry
     finally:
-        for work, *_ in results.values():
-            work.close()
+        for st in states:
+            st.work.close()
+    kinds: Counter[str] = sum((st.kinds for st in states), Counter())
+    all_failures = [{"split": st.files.name, "file": f, "error": e} for st in states for _, f, e in st.failures]
 
     seconds = time.monotonic() - t0
     summary = {
@@ -357,6 +377,8 @@ def build(opts: Options) -> dict:
         "seconds": round(seconds, 2),
         "resize_seconds": round(resize_seconds, 2),
         "images_per_second": round(n_total / resize_seconds, 1) if resize_seconds > 0 else None,
+        "steady_images_per_second": round(steady, 1) if steady else None,
+        "worker_cpu_seconds": round(sum(st.cpu_seconds for st in states), 3),
         "bytes": sum((out / f).stat().st_size for f in names),
     }
     atomic_write_text(summary_path, json.dumps(summary, indent=1))
