@@ -1,0 +1,74 @@
+"""Padding against the number of buckets: B2B, equal-count boundaries and one bucket (PLAN.png)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from methbuild.buckets.boundaries import bucketize, padding_percent
+
+
+@dataclass
+class Curve:
+    superbuckets: int
+    buckets: list[int]  # M, buckets per super-bucket
+    total_buckets: list[int]  # buckets actually made (fewer when sizes repeat)
+    b2b: list[float]  # padding %
+    equal: list[float]
+    one_bucket: float
+    chosen: int  # the M of the plan
+
+
+def curve_points(chosen: int) -> list[int]:
+    """M values to draw: 1..8, the plan's M, and a few in between when it is larger."""
+    return sorted(set(range(1, 9)) | {chosen} | {m for m in (12, 16, 24, 32, 48, 64) if m < chosen})
+
+
+def padding_curve(w, h, superbuckets: int, chosen: int, *, seed: int = 0, restarts: int = 4,
+                  points: list[int] | None = None) -> Curve:
+    """Padding % of B2B and equal-count bucketings for several M at the plan's K."""
+    w = np.asarray(w, dtype=np.int64)
+    h = np.asarray(h, dtype=np.int64)
+    area = int((w * h).sum())
+    one = padding_percent(int(w.size * w.max() * h.max()) - area, area)
+    ms = points or curve_points(chosen)
+    b2b, eq, tot = [], [], []
+    for m in ms:
+        r = bucketize(w, h, superbuckets, m, seed=seed, restarts=restarts)
+        b2b.append(padding_percent(r.padding, area))
+        eq.append(padding_percent(r.padding_equal_count, area))
+        tot.append(r.n_buckets)
+    return Curve(superbuckets, ms, tot, b2b, eq, one, chosen)
+
+
+def draw(curve: Curve, path: str | os.PathLike, title: str = "") -> None:
+    """Write the figure to ``path`` (PNG) atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from methbuild.io.atomic import atomic_path
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    x = curve.buckets
+    ax.plot(x, curve.b2b, "o-", color="tab:blue", label=f"B2B heuristic (K={curve.superbuckets} super-buckets)")
+    ax.plot(x, curve.equal, "s--", color="tab:orange", label=f"equal-count boundaries (K={curve.superbuckets})")
+    ax.axhline(curve.one_bucket, color="tab:red", linestyle=":", label="one bucket")
+    if curve.chosen in x:
+        i = x.index(curve.chosen)
+        ax.plot([curve.chosen], [curve.b2b[i]], "o", markersize=12, markerfacecolor="none", color="black",
+                label=f"this plan (M={curve.chosen}, {curve.total_buckets[i]} buckets)")
+    ax.set_xlabel("buckets per super-bucket (M)")
+    ax.set_ylabel("padding (% of padded pixels)")
+    ax.set_ylim(0, max(5.0, curve.one_bucket * 1.08, max(curve.equal) * 1.08))
+    ax.set_xticks(x)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or "Padding against the number of buckets", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

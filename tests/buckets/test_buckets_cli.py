@@ -1,0 +1,143 @@
+"""`methbuild buckets` end to end: manifests and folders in, PLAN.csv/json/png out; user errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from methbuild.buckets import BatchPlan
+from methbuild.buckets.boundaries import group_padding
+from tests.conftest import assert_user_error, run_cli
+
+
+def buckets(*args):
+    return run_cli("buckets", *args)
+
+
+def _meth_csv(path, n=3000, seed=0, zero_rows=()):
+    rng = np.random.default_rng(seed)
+    mp = np.clip(np.exp(rng.normal(np.log(6.1e6), 1.3, n)), 0.25e6, 66.6e6)
+    ar = np.clip(np.exp(rng.normal(np.log(0.98), 0.45, n)), 0.11, 8.4)
+    w = np.round(np.sqrt(mp * ar)).astype(int)
+    h = np.round(np.sqrt(mp / ar)).astype(int)
+    for r in zero_rows:
+        w[r] = 0
+    df = pd.DataFrame({"ID": np.arange(n) + 1000, "Label": "Gold", "Image file": [f"data/{i + 1000}.jpg" for i in range(n)],
+                       "Width": w, "Height": h, "Product size": w * h, "Aspect ratio": w / np.maximum(h, 1),
+                       "Split": "train"})
+    df.to_csv(path, index=False)
+    return df
+
+
+def test_manifest_end_to_end(tmp_path):
+    src = _meth_csv(tmp_path / "MetH-Medium.csv")
+    out = tmp_path / "out" / "plan"
+    proc = buckets(tmp_path / "MetH-Medium.csv", "--out", out, "-K", "3", "-M", "4", "--memory-budget", "2TB",
+                   "--model", "resnet50", "--dtype", "bf16")
+    assert proc.returncode == 0, proc.stderr
+    assert "padding: B2B" in proc.stdout and "padded WxH" in proc.stdout
+    rows = pd.read_csv(tmp_path / "out" / "plan.csv")
+    meta = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert (tmp_path / "out" / "plan.png").stat().st_size > 10_000
+    # one row per image, in input order, each in exactly one bucket of its super-bucket
+    assert len(rows) == len(src) and rows["path"].tolist() == src["Image file"].tolist()
+    assert rows["id"].tolist() == src["ID"].tolist()
+    assert list(rows.columns[:6]) == ["path", "id", "width", "height", "super_bucket", "bucket"]
+    assert len(meta["super_buckets"]) == 3 and len(meta["buckets"]) == 12
+    total_pad = 0
+    for b in meta["buckets"]:
+        sel = rows[rows["bucket"] == b["id"]]
+        assert len(sel) == b["images"] > 0
+        assert set(sel["super_bucket"]) == {b["super_bucket"]}
+        assert (b["padded_width"], b["padded_height"]) == (sel["width"].max(), sel["height"].max())
+        assert b["padding_pixels"] == group_padding(sel["width"].to_numpy(), sel["height"].to_numpy())
+        assert 1 <= b["batch_size"] <= b["images"] and b["bytes_per_batch"] <= 2e12
+        total_pad += b["padding_pixels"]
+    pad = meta["padding"]
+    assert pad["b2b"]["pixels"] == total_pad
+    assert pad["b2b"]["pixels"] <= pad["equal_count"]["pixels"] <= pad["one_bucket"]["pixels"]
+    assert meta["settings"]["model"] == "resnet50" and meta["settings"]["dtype"] == "bf16"
+    # the plan feeds BatchPlan: every image once per epoch
+    plan = BatchPlan.load(out)
+    assert sorted(i for b in plan for i in b) == list(range(len(src)))
+    assert len(plan) == meta["batches_per_epoch"]
+
+
+def test_folder_input_and_rerun(tmp_path):
+    imgs = tmp_path / "imgs"
+    (imgs / "sub").mkdir(parents=True)
+    sizes = [(64, 48), (48, 64), (200, 100), (100, 200), (640, 480), (480, 640), (33, 33), (900, 300)]
+    for i, (w, h) in enumerate(sizes):
+        Image.new("RGB", (w, h), (i * 20, 0, 0)).save(imgs / ("sub" if i % 2 else "") / f"{i}.jpg", quality=70)
+    (imgs / "notes.txt").write_text("not an image")
+    out = tmp_path / "plan.csv"  # a suffix is dropped: plan.csv, plan.json, plan.png
+    args = (imgs, "--out", out, "-K", "2", "-M", "2", "--memory-budget", "24GB", "--train", "--workers", "1")
+    proc = buckets(*args)
+    assert proc.returncode == 0, proc.stderr
+    rows = pd.read_csv(tmp_path / "plan.csv")
+    assert sorted(zip(rows["width"], rows["height"])) == sorted(sizes)
+    assert (tmp_path / ".plan.cache").is_dir()  # header results kept for reruns
+    first = (tmp_path / "plan.json").read_text()
+    proc = buckets(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "plan.json").read_text())["buckets"] == json.loads(first)["buckets"]
+    assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
+
+
+def test_max_batch_caps_batch_sizes(tmp_path):
+    _meth_csv(tmp_path / "m.csv", n=400)
+    proc = buckets(tmp_path / "m.csv", "--out", tmp_path / "p", "--memory-budget", "10TB", "--max-batch", "3",
+                   "--no-plot", "-K", "2", "-M", "2")
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((tmp_path / "p.json").read_text())
+    assert max(b["batch_size"] for b in meta["buckets"]) == 3
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_zero_sizes_are_a_clear_error_or_skipped(tmp_path):
+    _meth_csv(tmp_path / "m.csv", n=300, zero_rows=(5, 17))
+    proc = buckets(tmp_path / "m.csv", "--out", tmp_path / "p", "--memory-budget", "10TB", "--no-plot")
+    assert_user_error(proc, "2 of 300", "data/1005.jpg", "--skip-unreadable")
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "p.json").exists()
+    proc = buckets(tmp_path / "m.csv", "--out", tmp_path / "p", "--memory-budget", "10TB", "--no-plot",
+                   "--skip-unreadable")
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((tmp_path / "p.json").read_text())
+    assert meta["images"] == 298 and meta["excluded"] == 2
+    assert [e["path"] for e in meta["excluded_examples"]] == ["data/1005.jpg", "data/1017.jpg"]
+
+
+def test_budget_too_small_names_the_bucket(tmp_path):
+    _meth_csv(tmp_path / "m.csv", n=300)
+    proc = buckets(tmp_path / "m.csv", "--out", tmp_path / "p", "--memory-budget", "16GiB", "--train", "--no-plot")
+    assert_user_error(proc, "bucket ", "super-bucket", "padded to", "for one image", "--memory-budget")
+    assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["-K", "0"], ["--superbuckets", "at least 1"]),
+    (["-M", "0"], ["--buckets", "at least 1"]),
+    (["--memory-budget", "lots"], ["memory budget", "16GiB"]),
+    (["--model", "alexnet"], ["alexnet"]),
+])
+def test_bad_arguments(tmp_path, args, needles):
+    _meth_csv(tmp_path / "m.csv", n=50)
+    assert_user_error(buckets(tmp_path / "m.csv", "--out", tmp_path / "p", *args), *needles)
+
+
+def test_bad_inputs(tmp_path):
+    assert_user_error(buckets(tmp_path / "missing.csv", "--out", tmp_path / "p"), "does not exist")
+    (tmp_path / "meta.csv").write_text("Object ID,Title\n1,a\n")
+    assert_user_error(buckets(tmp_path / "meta.csv", "--out", tmp_path / "p"), "no width and height")
+    (tmp_path / "x.txt").write_text("x")
+    assert_user_error(buckets(tmp_path / "x.txt", "--out", tmp_path / "p"), "neither a folder")
+    (tmp_path / "empty").mkdir()
+    assert_user_error(buckets(tmp_path / "empty", "--out", tmp_path / "p"), "no image")
+    _meth_csv(tmp_path / "m.csv", n=50)
+    (tmp_path / "file").write_text("x")
+    assert_user_error(buckets(tmp_path / "m.csv", "--out", tmp_path / "file" / "p"), "output folder")
