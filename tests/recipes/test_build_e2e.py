@@ -131,9 +131,13 @@ def test_published_style_manifest_and_sha_mismatch(built: Path, mirror, met: Pat
     assert_user_error(proc, "sha256")
 
 
-def test_short_classes_error_lists_them(mirror, met: Path, tmp_path: Path):
-    proc = build(mirror, met, tmp_path / "o", "meth-cultures", "--scale", 1)
+def test_short_classes_error_lists_them(tmp_path: Path):
+    with serve_in_thread(synthetic=120, seed=4, mp_range=(0.3, 0.6)) as url:
+        met = tmp_path / "met"
+        assert run_cli("met", "csv", "--url", url.root + "/MetObjects.csv", "--out", met / "MetObjects.csv").returncode == 0
+        proc = build(url, met, tmp_path / "o", "meth-cultures", "--scale", 1)
     assert_user_error(proc, "not enough", "Roman:", "of 1000")
+    assert not (tmp_path / "o" / "MetH-Cultures").exists()  # nothing half-written
 
 
 @pytest.mark.parametrize("args, needles", [
