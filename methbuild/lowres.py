@@ -20,6 +20,7 @@ so each LR copy is exactly HR/s, then derive every scale from that one decoded i
 from __future__ import annotations
 
 import csv
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -119,75 +120,102 @@ def check_scales(scales: Sequence[int], crop_multiple: int) -> tuple[int, ...]:
 EDGE_LR = 2  # LR pixels per side whose kernel reaches past the edge: centre (i + ½)·s, half-width 2s
 
 
-def _padded_reduce(image, scale: int):
-    """Reduce through a mirrored border (edge pixel repeated, as imresize): exact everywhere, but slow
-    on big images (libvips no longer reads the in-memory source directly)."""
-    pad = 3 * scale  # > the kernel's reach of 2·scale; a whole number of LR pixels keeps the grid
-    big = image.embed(pad, pad, image.width + 2 * pad, image.height + 2 * pad, extend="mirror")
-    return big.reduce(scale, scale, kernel="cubic", gap=0.0).crop(3, 3, image.width // scale, image.height // scale)
+def _padded_reduce(image, scale: int, pad: int | None = None):
+    """Reduce through a mirrored border (edge pixel repeated, as imresize): exact everywhere.
+
+    The padded image is materialised first: ``reduce`` then reads memory directly instead of
+    pulling every input line through ``embed`` several times (4–8× slower at ×16).
+    """
+    pad = 3 * scale if pad is None else pad  # > the kernel's reach of 2·scale; a multiple of scale
+    big = image.embed(pad, pad, image.width + 2 * pad, image.height + 2 * pad, extend="mirror").copy_memory()
+    off = pad // scale
+    return big.reduce(scale, scale, kernel="cubic", gap=0.0).crop(off, off, image.width // scale,
+                                                                  image.height // scale)
 
 
-def mirrored_reduce(image, scale: int):
+@dataclass
+class BorderStrips:
+    """The HR's outer rows and columns, mirrored outwards and in memory, shared by every scale.
+
+    ``rows`` is the top ``ctx`` rows joined to the bottom ``ctx`` rows, ``cols`` the left and
+    right ``ctx`` columns, each padded by ``pad`` mirrored pixels. ``unit`` (the least common
+    multiple of the scales) divides ``ctx`` and ``pad``, so every scale's LR grid lines up with the
+    image's; the seam of each join is read only by LR pixels we discard.
+    """
+
+    rows: object
+    cols: object
+    ctx: int
+    pad: int
+
+    @classmethod
+    def of(cls, image, unit: int) -> BorderStrips | None:
+        ctx, pad = (EDGE_LR + 2) * unit, 3 * unit
+        if image.width < 2 * ctx or image.height < 2 * ctx:
+            return None
+        w, h = image.width, image.height
+
+        def mirrored(strip):
+            return strip.embed(pad, pad, strip.width + 2 * pad, strip.height + 2 * pad, extend="mirror").copy_memory()
+
+        rows = mirrored(image.crop(0, 0, w, ctx).join(image.crop(0, h - ctx, w, ctx), "vertical"))
+        cols = mirrored(image.crop(0, 0, ctx, h).join(image.crop(w - ctx, 0, ctx, h), "horizontal"))
+        return cls(rows, cols, ctx, pad)
+
+    def patch(self, out, scale: int) -> None:
+        """Overwrite the outer ``EDGE_LR`` LR pixels of ``out`` (the plain ``reduce``) with mirrored ones."""
+        m, off, n = EDGE_LR, self.pad // scale, 2 * self.ctx // scale
+        h, w = out.shape[:2]
+        rows = self.rows.reduce(scale, scale, kernel="cubic", gap=0.0).numpy()
+        out[:m] = rows[off: off + m, off: off + w]
+        out[h - m:] = rows[off + n - m: off + n, off: off + w]
+        cols = self.cols.reduce(scale, scale, kernel="cubic", gap=0.0).numpy()
+        out[:, :m] = cols[off: off + h, off: off + m]
+        out[:, w - m:] = cols[off: off + h, off + n - m: off + n]
+
+
+def mirrored_reduce_array(image, scale: int, strips: BorderStrips | None = None):
     """``image`` (sides divisible by ``scale``) shrunk by the integer ``scale`` with the antialiased
-    Keys cubic, its border mirrored as ``imresize`` does.
+    Keys cubic and ``imresize``'s mirrored border, as a numpy array (H × W [× bands], uint8).
 
     ``reduce`` itself extends edges by copying, which only changes the outer ``EDGE_LR`` LR pixels
-    on each side; those are recomputed from thin mirrored strips and inserted, so the result is
-    identical to reducing the whole mirrored image at a fraction of the cost.
+    on each side; the bulk is a plain ``reduce`` reading the in-memory image directly, and those
+    border pixels are recomputed from :class:`BorderStrips` and written over it. The result is
+    identical to reducing the whole mirrored image, at a few percent of extra cost.
     """
-    big_w, big_h = image.width, image.height
-    w, h = big_w // scale, big_h // scale
-    m = EDGE_LR
-    ctx = (m + 2) * scale  # HR pixels the outer m LR pixels read (kernel reach 2·scale from their centres)
-    if w <= 2 * (m + 2) or h <= 2 * (m + 2):
-        return _padded_reduce(image, scale)
-    out = image.reduce(scale, scale, kernel="cubic", gap=0.0)
-    top = _padded_reduce(image.crop(0, 0, big_w, ctx), scale).crop(0, 0, w, m)
-    bottom = _padded_reduce(image.crop(0, big_h - ctx, big_w, ctx), scale).crop(0, 2, w, m)
-    left = _padded_reduce(image.crop(0, 0, ctx, big_h), scale).crop(0, 0, m, h)
-    right = _padded_reduce(image.crop(big_w - ctx, 0, ctx, big_h), scale).crop(2, 0, m, h)
-    return out.insert(top, 0, 0).insert(bottom, 0, h - m).insert(left, 0, 0).insert(right, w - m, 0)
-
-
-def mirrored_reduce_array(image, scale: int):
-    """:func:`mirrored_reduce` computed into a numpy array (H × W or H × W × bands, uint8).
-
-    The bulk goes through ``reduce`` reading the in-memory image directly; the border is
-    recomputed from two small images (the top and bottom strips joined, the left and right
-    strips joined: the seam lies on the LR grid and only LR pixels we discard read across it)
-    and written over it, so libvips never pulls the big image through an ``insert``.
-    """
-    big_w, big_h = image.width, image.height
-    w, h = big_w // scale, big_h // scale
-    m = EDGE_LR
-    ctx = (m + 2) * scale
-    if w <= 2 * (m + 2) or h <= 2 * (m + 2):
+    if strips is None:
+        strips = BorderStrips.of(image, scale)
+    if strips is None:  # a small image: mirror the whole of it
         return _padded_reduce(image, scale).numpy()
     out = image.reduce(scale, scale, kernel="cubic", gap=0.0).numpy()
-    rows = image.crop(0, 0, big_w, ctx).join(image.crop(0, big_h - ctx, big_w, ctx), "vertical")
-    rows = _padded_reduce(rows, scale).numpy()
-    out[:m], out[h - m:] = rows[:m], rows[-m:]
-    cols = image.crop(0, 0, ctx, big_h).join(image.crop(big_w - ctx, 0, ctx, big_h), "horizontal")
-    cols = _padded_reduce(cols, scale).numpy()
-    out[:, :m], out[:, w - m:] = cols[:, :m], cols[:, -m:]
+    strips.patch(out, scale)
     return out
+
+
+def _lcm(values: Sequence[int]) -> int:
+    return math.lcm(*values)
 
 
 def bicubic_pyramid(image, scales: Sequence[int] = SCALES, crop_multiple: int = CROP_MULTIPLE) -> dict:
     """{scale: LR image} of one HR ``pyvips.Image``: prepared (see :func:`prepare`), cropped top-left
     to multiples of ``crop_multiple``, each scale reduced directly from the HR (never from another LR).
 
-    The results are lazy pyvips images. Pass an image already in memory (``copy_memory()``, as
-    :func:`build_lowres` does) and it is decoded once for all scales; a file-backed image opened
-    with random access is decoded again for each scale read.
+    The HR is read into memory once (decoded once, if ``image`` is a file) and the LR images
+    come back in memory, 8-bit, with the HR's interpretation.
     """
     scales = check_scales(scales, crop_multiple)
     hr, _ = prepare(image)
     left, top, w, h = crop_box(hr.width, hr.height, crop_multiple)
     if w == 0 or h == 0:
-        raise ValueError(f"image is {hr.width}×{hr.height}, smaller than --crop-multiple {crop_multiple}")
-    hr = hr.crop(left, top, w, h)
-    return {s: mirrored_reduce(hr, s) for s in scales}
+        raise ValueError(f"image is {hr.width}x{hr.height}, smaller than --crop-multiple {crop_multiple}")
+    hr = hr.crop(left, top, w, h).copy_memory()
+    pyvips = _vips()
+    strips = BorderStrips.of(hr, _lcm(scales))
+    out = {}
+    for s in scales:
+        lr = pyvips.Image.new_from_array(mirrored_reduce_array(hr, s, strips))
+        out[s] = lr.copy(interpretation=hr.interpretation)
+    return out
 
 
 # --------------------------------------------------------------------------- one task
@@ -206,10 +234,31 @@ class LowresTask:
 _configured: int | None = None
 
 
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+MMAP_THRESHOLD = 1 << 20
+
+
+def _fixed_mmap_threshold() -> None:
+    """Serve every buffer of 1 MB or more from mmap, so it goes back to the OS when freed.
+
+    glibc raises its mmap threshold after the first big free (up to 32 MB), after which the
+    per-scale LR arrays land on the heap and fragment it: peak RSS over a run grew ~50% above
+    that of one image. A fixed threshold keeps it flat (benchmarks/bench_lowres.py).
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
 def _configure_vips(threads: int) -> object:
     """Per process: no operation cache (memory stays flat over thousands of images), ``threads`` vips threads."""
     global _configured
     pyvips = _vips()
+    if _configured is None:
+        _fixed_mmap_threshold()
     if _configured != threads:
         pyvips.cache_set_max(0)
         pyvips.cache_set_max_mem(0)
@@ -270,8 +319,9 @@ def make_lowres(task: LowresTask) -> dict:
         decoded_mp = width * height / 1e6
         hr = prepared.crop(*box)
         profile = hr.get("icc-profile-data") if hr.get_typeof("icc-profile-data") else None
+        strips = BorderStrips.of(hr, _lcm(task.scales))
         for s in todo:
-            pixels = mirrored_reduce_array(hr, s)
+            pixels = mirrored_reduce_array(hr, s, strips)
             assert pixels.shape[:2] == sizes[s][::-1], (pixels.shape, sizes[s])
             # No fsync per LR file: the rename is atomic, and a file a crash might leave incomplete
             # fails png_size's check (signature, IHDR size, IEND trailer) and is redone on resume.

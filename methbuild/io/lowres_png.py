@@ -50,6 +50,13 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
 
+def _write_chunk(fh, kind: bytes, data: bytes) -> None:
+    """Like ``fh.write(_chunk(kind, data))`` without copying ``data`` (megabytes per IDAT)."""
+    fh.write(struct.pack(">I", len(data)) + kind)
+    fh.write(data)
+    fh.write(struct.pack(">I", zlib.crc32(data, zlib.crc32(kind))))
+
+
 def _icc_matches(profile: bytes | None, bands: int) -> bool:
     return bool(profile) and len(profile) >= 20 and profile[16:20] == ICC_SPACE[bands]
 
@@ -103,8 +110,8 @@ def write_png(path: str | os.PathLike, pixels: np.ndarray, *, icc_profile: bytes
                 np.subtract(rows[r0 + 1: r1], rows[r0: r1 - 1], out=out[1:, 1:])
             data = comp.compress(out.data)
             if data:
-                fh.write(_chunk(b"IDAT", data))
-        fh.write(_chunk(b"IDAT", comp.flush()))
+                _write_chunk(fh, b"IDAT", data)
+        _write_chunk(fh, b"IDAT", comp.flush())
         fh.write(IEND)
         os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; a dataset file is for everyone to read
     return path
