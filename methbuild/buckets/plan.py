@@ -121,12 +121,7 @@ def make_plan(sizes: pd.DataFrame, opts: Options, *, input_name: str = "", exclu
             "bytes_per_batch": est.total(batch),
         })
     if too_big:
-        b, s, n, pw, ph, need = max(too_big, key=lambda t: t[5])
-        mode = "training" if opts.train else "inference"
-        more = f" (and {len(too_big) - 1} more bucket(s))" if len(too_big) > 1 else ""
-        raise UserError(f"bucket {b} (super-bucket {s}, {n} image(s) padded to {pw}×{ph}) needs {human_bytes(need)} "
-                        f"for one image ({opts.model}, {opts.dtype}, {mode}) but --memory-budget is "
-                        f"{human_bytes(opts.memory_budget)}{more}; raise the budget or use --dtype bf16")
+        raise UserError(_too_big_message(too_big, w, h, b2b.bucket_of, opts))
     buckets = pd.DataFrame(recs)
 
     rows = pd.DataFrame({"path": sizes["path"].astype(str).to_numpy()})
@@ -185,6 +180,29 @@ def make_plan(sizes: pd.DataFrame, opts: Options, *, input_name: str = "", exclu
         "heuristic_seconds": round(seconds, 3),
     }
     return Plan(rows, buckets, meta, b2b, excluded)
+
+
+def _too_big_message(too_big, w, h, bucket_of, opts: Options) -> str:
+    """The error for buckets where not even one image fits the budget: the worst one, and what would help."""
+    b, s, n, pw, ph, need = max(too_big, key=lambda t: t[5])
+    mode = "training" if opts.train else "inference"
+    sel = bucket_of == b
+    k = int(np.argmax(w[sel] * h[sel]))
+    lw, lh = int(w[sel][k]), int(h[sel][k])
+    alone = estimate(opts.model, lh, lw, opts.dtype, opts.train).total(1)
+    more = f" (and {len(too_big) - 1} more bucket(s))" if len(too_big) > 1 else ""
+    if alone <= opts.memory_budget:
+        hint = (f"its largest image alone ({lw}×{lh}) would fit: more buckets (--buckets/--superbuckets) "
+                "shrink the padded shapes")
+    else:
+        hint = f"even its largest image alone ({lw}×{lh}) needs {human_bytes(alone)}: raise the budget"
+        if opts.dtype == "fp32":
+            hint += " or use --dtype bf16"
+        if opts.train:
+            hint += " (inference needs about half)"
+    return (f"bucket {b} (super-bucket {s}, {n} image(s) padded to {pw}×{ph}) needs {human_bytes(need)} for one "
+            f"image ({opts.model}, {opts.dtype}, {mode}) but --memory-budget is {human_bytes(opts.memory_budget)}"
+            f"{more}; {hint}")
 
 
 def plan_paths(out: str | os.PathLike) -> tuple[Path, Path, Path]:

@@ -26,20 +26,37 @@ def curve_points(chosen: int) -> list[int]:
     return sorted(set(range(1, 9)) | {chosen} | {m for m in (12, 16, 24, 32, 48, 64) if m < chosen})
 
 
+INLINE_BELOW = 20_000  # fewer images than this: the curve is drawn in this process (a pool costs ~0.5 s)
+
+
+def curve_point(item: tuple) -> tuple[int, int, int]:
+    """Task: (B2B padding, equal-count padding, buckets made) for one M."""
+    w, h, superbuckets, m, seed, restarts = item
+    r = bucketize(w, h, superbuckets, m, seed=seed, restarts=restarts)
+    return r.padding, r.padding_equal_count, r.n_buckets
+
+
 def padding_curve(w, h, superbuckets: int, chosen: int, *, seed: int = 0, restarts: int = 4,
-                  points: list[int] | None = None) -> Curve:
-    """Padding % of B2B and equal-count bucketings for several M at the plan's K."""
+                  points: list[int] | None = None, progress: bool = False, workers: int | None = None) -> Curve:
+    """Padding % of B2B and equal-count bucketings for several M at the plan's K (one task per M)."""
+    from methbuild.executor import run_tasks
+
     w = np.asarray(w, dtype=np.int64)
     h = np.asarray(h, dtype=np.int64)
     area = int((w * h).sum())
     one = padding_percent(int(w.size * w.max() * h.max()) - area, area)
     ms = points or curve_points(chosen)
+    items = [(w, h, superbuckets, m, seed, restarts) for m in ms]
+    results = run_tasks(curve_point, items, workers=1 if w.size < INLINE_BELOW else workers,
+                        desc="padding curve", unit="M", progress=progress)
     b2b, eq, tot = [], [], []
-    for m in ms:
-        r = bucketize(w, h, superbuckets, m, seed=seed, restarts=restarts)
-        b2b.append(padding_percent(r.padding, area))
-        eq.append(padding_percent(r.padding_equal_count, area))
-        tot.append(r.n_buckets)
+    for res in results:
+        if not res.ok:
+            raise RuntimeError(f"padding curve: {res.error}")
+        pb, pe, nb = res.value
+        b2b.append(padding_percent(pb, area))
+        eq.append(padding_percent(pe, area))
+        tot.append(nb)
     return Curve(superbuckets, ms, tot, b2b, eq, one, chosen)
 
 

@@ -48,7 +48,7 @@ class _Budget(click.ParamType):
               help="Leave images without a usable size out of the plan (listed in PLAN.json) instead of failing.")
 @click.option("--no-plot", is_flag=True, help="Do not draw PREFIX.png (saves one bucketing per M on the curve).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Processes reading a folder's headers [default: CPU count].")
+              help="Worker processes (folder headers, the padding curve) [default: CPU count].")
 @click.option("--fresh", is_flag=True, help="Forget the cached header results of a folder input (.PREFIX.cache/).")
 def command(input, out, superbuckets, buckets, memory_budget, model, dtype, train, max_batch, seed, restarts,
             skip_unreadable, no_plot, workers, fresh) -> None:
@@ -104,7 +104,7 @@ def command(input, out, superbuckets, buckets, memory_budget, model, dtype, trai
         from methbuild.buckets.plot import draw, padding_curve
 
         curve = padding_curve(good["width"].to_numpy(), good["height"].to_numpy(), superbuckets, buckets, seed=seed,
-                              restarts=restarts)
+                              restarts=restarts, progress=True, workers=workers)
         draw(curve, png_path, title=f"{input.name}: {len(good)} images, K={superbuckets}")
         written.append(png_path.name)
 

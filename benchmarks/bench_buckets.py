@@ -1,0 +1,136 @@
+"""Benchmark the B2B heuristic: time on 100,000 sizes, padding against baselines, gap to the optimum.
+
+Sizes are drawn to match SPEC §1's Met originals (megapixels median 6.1, Q1 2.5, Q3 10.7, clipped to
+0.25–66.6; aspect ratio median 0.98, Q1 0.72, Q3 1.33, clipped to 0.11–8.4).
+
+1. Time of ``bucketize`` (K super-buckets × M buckets, two levels, polish, restarts) on N sizes,
+   median of R runs, against equal-count boundaries in the same process. Target: < 5 s for
+   100,000 sizes at K = M = 4 on one core.
+2. Padding % (share of padded pixels) of B2B, equal-count boundaries and one bucket, for several
+   (K, M). Target: B2B ≤ 0.8 × equal-count padding at K = M = 4.
+3. Gap to the optimum of one 1-D cut (the aspect-ratio cut of one super-bucket), against an
+   exact dynamic programme (O(G·n²)), on 2,000 sizes.
+
+    .venv/bin/python benchmarks/bench_buckets.py            # 100,000 sizes, 3 runs
+    .venv/bin/python benchmarks/bench_buckets.py --quick    # 20,000 sizes, 1 run
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from methbuild.buckets.boundaries import (aspect_key, bucketize, cut_positions, padding_percent,  # noqa: E402
+                                          partition)
+
+
+def met_like_sizes(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    z = 0.6745  # the upper quartile of a standard normal
+    mp = np.exp(rng.normal(np.log(6.1), np.log(10.7 / 2.5) / (2 * z), n))
+    ar = np.exp(rng.normal(np.log(0.98), np.log(1.33 / 0.72) / (2 * z), n))
+    mp = np.clip(mp, 0.25, 66.6) * 1e6
+    ar = np.clip(ar, 0.11, 8.4)
+    w = np.maximum(1, np.round(np.sqrt(mp * ar))).astype(np.int64)
+    h = np.maximum(1, np.round(np.sqrt(mp / ar))).astype(np.int64)
+    return w, h
+
+
+def optimum(w: np.ndarray, h: np.ndarray, key: np.ndarray, groups: int) -> int:
+    """Exact minimum padding of a cut into ``groups`` contiguous groups (boundaries where the key changes)."""
+    n = w.size
+    cuts = cut_positions(key)
+    ends = np.concatenate([cuts, [n]])  # possible group ends
+    starts = np.concatenate([[0], cuts])  # possible group starts
+    area = np.concatenate([[0], np.cumsum(w * h)])
+    inf = np.iinfo(np.int64).max // 4
+    # cost[i, j] for group starts[i] .. ends[j] (i <= j), built one end at a time with reverse running maxima
+    m = ends.size
+    best = np.full(m, inf, dtype=np.int64)  # best padding of [0, ends[j]) with the current number of groups
+    cost = np.full((m, m), inf, dtype=np.int64)
+    for j in range(m):
+        e = ends[j]
+        s = starts[: j + 1]
+        mw = np.maximum.accumulate(w[:e][::-1])[::-1][s]
+        mh = np.maximum.accumulate(h[:e][::-1])[::-1][s]
+        cost[: j + 1, j] = (e - s) * mw * mh - (area[e] - area[s])
+    best = cost[0].copy()
+    for _ in range(groups - 1):
+        nxt = np.full(m, inf, dtype=np.int64)
+        for j in range(1, m):
+            # last group starts at starts[i] (i >= 1), previous groups end at ends[i - 1]
+            cand = best[: j] + cost[1: j + 1, j]
+            nxt[j] = cand.min()
+        best = np.minimum(nxt, inf)
+    return int(best[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="20,000 sizes and one run")
+    ap.add_argument("--n", type=int, default=None, help="number of sizes (default 100,000; 20,000 with --quick)")
+    ap.add_argument("--runs", type=int, default=None, help="timed runs (median quoted)")
+    args = ap.parse_args()
+    n = args.n or (20_000 if args.quick else 100_000)
+    runs = args.runs or (1 if args.quick else 3)
+    w, h = met_like_sizes(n)
+    area = int((w * h).sum())
+
+    print(f"1. time on {n:,} Met-like sizes, K=4 M=4, median of {runs} run(s)")
+    tb, te = [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        r = bucketize(w, h, 4, 4)
+        tb.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        bucketize(w, h, 4, 4, method="equal")
+        te.append(time.perf_counter() - t)
+    mb, me = statistics.median(tb), statistics.median(te)
+    print(f"   B2B {mb:.2f} s, equal-count {me:.2f} s, ratio {mb / me:.1f}x; target < 5 s: "
+          f"{'met' if mb < 5 else 'MISSED'}")
+
+    print("2. padding (% of padded pixels)")
+    print(f"   {'K':>3} {'M':>3} {'buckets':>7} {'B2B':>7} {'equal':>7} {'one':>7} {'B2B/equal':>9} {'seconds':>7}")
+    one = padding_percent(int(n * w.max() * h.max()) - area, area)
+    ratio44 = None
+    for k, m in ((1, 4), (2, 2), (4, 1), (4, 4), (4, 8), (8, 8)):
+        t = time.perf_counter()
+        r = bucketize(w, h, k, m)
+        dt = time.perf_counter() - t
+        pb, pe = padding_percent(r.padding, area), padding_percent(r.padding_equal_count, area)
+        ratio = r.padding / r.padding_equal_count if r.padding_equal_count else 1.0
+        if (k, m) == (4, 4):
+            ratio44 = ratio
+        print(f"   {k:>3} {m:>3} {r.n_buckets:>7} {pb:>6.1f}% {pe:>6.1f}% {one:>6.1f}% {ratio:>9.2f} {dt:>7.2f}")
+    print(f"   B2B/equal-count padding pixels at K=M=4: {ratio44:.2f}; target <= 0.80: "
+          f"{'met' if ratio44 <= 0.8 else 'MISSED'}")
+
+    print("3. one aspect-ratio cut of 2,000 sizes against the exact optimum (dynamic programme)")
+    w2, h2 = met_like_sizes(2000, seed=1)
+    ar = aspect_key(w2, h2)
+    o = np.lexsort((np.arange(w2.size), w2 * h2, ar))
+    w2, h2, ar = w2[o], h2[o], ar[o]
+    a2 = int((w2 * h2).sum())
+    for g in (2, 4, 8):
+        t = time.perf_counter()
+        opt = optimum(w2, h2, ar, g)
+        t_opt = time.perf_counter() - t
+        t = time.perf_counter()
+        p = partition(w2, h2, ar, g)
+        t_h = time.perf_counter() - t
+        gap = 100 * (p.padding - opt) / opt if opt else 0.0
+        print(f"   G={g}: optimum {padding_percent(opt, a2):.2f}%, B2B {padding_percent(p.padding, a2):.2f}% "
+              f"(+{gap:.2f}% padding pixels), equal-count {padding_percent(p.start_padding, a2):.2f}%; "
+              f"time B2B {t_h * 1000:.0f} ms vs exact {t_opt * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
