@@ -39,7 +39,8 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("stats"), show_default=True,
               help="Output folder: images.parquet, summary.csv, problems.csv, figure.png/.svg, overlap.csv.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes for reading headers [default: CPU count]. Results do not depend on it.")
+              help="Worker processes for reading headers and hashing [default: automatic: this process when "
+                   "the files read fast (warm cache), else one per CPU]. Results do not depend on it.")
 @click.option("--overlap-by", type=click.Choice(OVERLAP_BY), default="id", show_default=True,
               help="How images are matched across inputs: id = a manifest's ID column or a file name without "
                    "extension (MetH files are <objectID>.jpg); name = file name without extension; "

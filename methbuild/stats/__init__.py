@@ -3,9 +3,29 @@
 - :func:`methbuild.stats.inputs.read_sizes`: the header sizes of one folder or manifest (seeded sample).
 - :func:`methbuild.stats.collect.collect`: several inputs → images.parquet, summary.csv, figure, overlap.csv.
 - :mod:`methbuild.stats.headers`: the fast header reader (Pillow decides whatever it cannot parse).
+
+The names are loaded lazily: worker processes import only :mod:`methbuild.stats.headers`
+(no pandas, no numpy), which keeps a process pool's start-up short.
 """
 
-from methbuild.stats.collect import DEFAULT_SAMPLE, StatsReport, collect, summarize
-from methbuild.stats.inputs import list_images, read_manifest, read_sizes
+from __future__ import annotations
 
-__all__ = ["DEFAULT_SAMPLE", "StatsReport", "collect", "list_images", "read_manifest", "read_sizes", "summarize"]
+import importlib
+
+_LAZY = {
+    "DEFAULT_SAMPLE": "methbuild.stats.collect",
+    "StatsReport": "methbuild.stats.collect",
+    "collect": "methbuild.stats.collect",
+    "summarize": "methbuild.stats.collect",
+    "list_images": "methbuild.stats.inputs",
+    "read_manifest": "methbuild.stats.inputs",
+    "read_sizes": "methbuild.stats.inputs",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'methbuild.stats' has no attribute {name!r}")

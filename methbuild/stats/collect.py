@@ -27,13 +27,12 @@ import numpy as np
 import pandas as pd
 
 from methbuild.errors import UserError
-from methbuild.executor import run_tasks
 from methbuild.io.atomic import clean_stale_temps, ensure_writable_dir
 from methbuild.io.tables import write_table
 from methbuild.stats import figure as figure_mod
 from methbuild.stats.headers import read_chunk
-from methbuild.stats.inputs import (INLINE_BELOW, Listing, Manifest, chunk_results_to_table, folder_chunks,
-                                    is_manifest, list_images, manifest_sizes, read_manifest, sample_positions)
+from methbuild.stats.inputs import (Listing, Manifest, chunk_results_to_table, folder_chunks, is_manifest,
+                                    list_images, manifest_sizes, read_manifest, run_chunks, sample_positions)
 from methbuild.stats.overlap import OVERLAP_BY, folder_keys, manifest_keys, overlap_table
 
 GROUPS = figure_mod.GROUPS
@@ -179,21 +178,21 @@ def collect(inputs: Sequence[str | os.PathLike], *, names: Sequence[str] = (), g
         positions[s.name] = sample_positions(listed[s.name], sample or None, seed)
 
     # 2. Read the sampled headers of all folders in one pass of chunked tasks.
-    items, spans = [], {}
+    items, spans = [], {}  # spans: input name -> its range of items
     for s in specs:
         if s.kind == "folder":
             chunk_items = folder_chunks(listings[s.name], positions[s.name], cache_dir)
             spans[s.name] = (len(items), len(items) + len(chunk_items))
             items.extend(chunk_items)
     n_files = sum(len(positions[n]) for n in spans)
-    results = run_tasks(read_chunk, items, workers=1 if n_files < INLINE_BELOW else workers,
-                        desc=f"headers of {n_files:,} files", unit="chunk", progress=progress) if items else []
+    results = run_chunks(read_chunk, items, n_files, workers=workers, progress=progress,
+                         desc=f"headers of {n_files:,} files")
 
     tables = []
     for s in specs:
         if s.kind == "folder":
             lo, hi = spans[s.name]
-            t = chunk_results_to_table(listings[s.name], positions[s.name], results[lo:hi])
+            t = chunk_results_to_table(items[lo:hi], results[lo:hi])
         else:
             t = manifest_sizes(manifests[s.name], positions[s.name])
         t.insert(0, "input", s.name)

@@ -23,12 +23,16 @@ import hashlib
 import json
 import os
 import struct
+import tempfile
 from dataclasses import dataclass
 
-from methbuild.io.atomic import atomic_write_text
-from methbuild.io.imageinfo import TRANSPOSED, probe
+# Worker processes import this module only. It must stay light: importing anything under
+# ``methbuild.io`` runs that package's ``__init__``, which imports pandas (~0.3 s per worker), so
+# Pillow's probe is imported only when a file needs it and the cache is written by _write_cache.
+TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height (as methbuild.io.imageinfo)
 
-HEAD_BYTES = 65536  # one read covers the header of nearly every file (EXIF blocks are < 64 KiB)
+HEAD_BYTES = 8192  # the first read: the header of nearly every PNG/GIF/BMP/WebP and most JPEGs
+MORE_BYTES = 65536  # later reads (a JPEG's markers after a large EXIF or ICC block)
 TAIL_BYTES = 4096
 
 # JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic); not DHT/JPG/DAC.
@@ -78,46 +82,44 @@ def _exif_orientation(seg: bytes) -> int:
 
 def _jpeg(fd: int, head: bytes, size: int) -> tuple[int, int, int]:
     """(width, height, orientation) from the markers before the first frame header."""
-    buf, base = head, 0  # buf holds file bytes [base, base + len(buf))
+    buf, base = head, 0  # buf holds file bytes [base, base + len(buf)); usually the first read
     pos = 2
     orientation = 0  # 0 = no Exif APP1 seen yet (Pillow reads the first one)
-
-    def need(start: int, n: int) -> bytes:
-        nonlocal buf, base
-        if start < base or start + n > base + len(buf):
-            buf = os.pread(fd, max(n, HEAD_BYTES), start)
-            base = start
-            if len(buf) < n:
-                raise _Fallback("file ends inside the JPEG header")
-        return buf[start - base:start - base + n]
-
+    unpack_from = struct.unpack_from
     while True:
-        if pos + 4 > size:
-            raise _Fallback("no frame header")
-        b = need(pos, 2)
-        if b[0] != 0xFF:
+        off = pos - base
+        if off < 0 or off + 9 > len(buf):  # the next marker lies beyond what was read: read on
+            if pos + 4 > size:
+                raise _Fallback("no frame header")
+            buf, base, off = os.pread(fd, MORE_BYTES, pos), pos, 0
+            if len(buf) < 4:
+                raise _Fallback("file ends inside the JPEG header")
+        if buf[off] != 0xFF:
             raise _Fallback("garbage between markers")
-        marker = b[1]
+        marker = buf[off + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
         if marker in _NO_LENGTH:
             pos += 2
             continue
-        (length,) = struct.unpack(">H", need(pos + 2, 2))
+        (length,) = unpack_from(">H", buf, off + 2)
         if length < 2:
             raise _Fallback("bad segment length")
         if marker in _SOF:
-            seg = need(pos + 4, 5)
-            height, width = struct.unpack_from(">HH", seg, 1)
+            if off + 9 > len(buf):
+                raise _Fallback("file ends inside the frame header")
+            height, width = unpack_from(">HH", buf, off + 5)
             if width == 0 or height == 0:  # height defined later by a DNL marker: let Pillow say
                 raise _Fallback("zero size in frame header")
             return width, height, orientation or 1
         if marker == 0xE1 and orientation == 0:
-            seg = need(pos + 4, length - 2)
+            seg = buf[off + 4:off + 2 + length]
+            if len(seg) < length - 2:
+                seg = os.pread(fd, length - 2, pos + 4)
             if seg.startswith(b"Exif\x00\x00"):
                 orientation = _exif_orientation(seg)
-        elif marker in (0xDA, 0xD9):  # scan or end before any frame header
+        elif marker == 0xDA or marker == 0xD9:  # scan or end before any frame header
             raise _Fallback("no frame header before scan")
         pos += 2 + length
 
@@ -175,26 +177,25 @@ def _truncated(fmt: str, fd: int, head: bytes, size: int) -> bool:
     if fmt == "BMP" or fmt == "WEBP":
         declared = struct.unpack_from("<I", head, 2 if fmt == "BMP" else 4)[0] + (0 if fmt == "BMP" else 8)
         return size < declared
-    tail = head[-TAIL_BYTES:] if size <= len(head) else os.pread(fd, TAIL_BYTES, max(0, size - TAIL_BYTES))
+    tail = head if size <= len(head) else os.pread(fd, TAIL_BYTES, max(0, size - TAIL_BYTES))
     if fmt == "JPEG":
-        return b"\xff\xd9" not in tail
+        return not tail.endswith(b"\xff\xd9") and b"\xff\xd9" not in tail[-TAIL_BYTES:]
     if fmt == "PNG":
-        return b"IEND" not in tail[-64:]
+        return tail[-8:-4] != b"IEND" and b"IEND" not in tail[-64:]
     if fmt == "GIF":
         return not tail.rstrip(b"\x00").endswith(b";")
     return False
 
 
-def read_header(path: str | bytes | os.PathLike) -> Header:
-    """Size and format of one image from its header; raises ``ValueError`` if it is not a readable image."""
+def _fast(path) -> tuple[int, int, str, bool] | None:
+    """(width, height, format, truncated) for the common formats, None to ask Pillow; ValueError if unopenable."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
         raise ValueError(f"cannot open: {exc.strerror or exc}") from None
     try:
-        size = os.fstat(fd).st_size
         head = os.pread(fd, HEAD_BYTES, 0)
-        fmt = None
+        size = len(head) if len(head) < HEAD_BYTES else os.fstat(fd).st_size  # a short read is the whole file
         try:
             if head[:3] == b"\xff\xd8\xff":
                 fmt, (w, h, o) = "JPEG", _jpeg(fd, head, size)
@@ -203,21 +204,27 @@ def read_header(path: str | bytes | os.PathLike) -> Header:
             elif head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
                 fmt, (w, h, o) = "GIF", (*struct.unpack_from("<HH", head, 6), 1)
                 if w == 0 or h == 0:
-                    raise _Fallback("zero GIF size")
+                    return None
             elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
                 fmt, (w, h, o) = "WEBP", _webp(fd, head, size)
             elif head[:2] == b"BM" and len(head) >= 26:
                 fmt, (w, h, o) = "BMP", _bmp(fd, head, size)
             else:
-                raise _Fallback("not a common format")
+                return None
         except (_Fallback, struct.error):
-            fmt = None
-        if fmt is not None:
-            if o in TRANSPOSED:
-                w, h = h, w
-            return Header(w, h, fmt, _truncated(fmt, fd, head, size))
+            return None
+        if o in TRANSPOSED:
+            w, h = h, w
+        return w, h, fmt, _truncated(fmt, fd, head, size)
     finally:
         os.close(fd)
+
+
+def read_header(path: str | bytes | os.PathLike) -> Header:
+    """Size and format of one image from its header; raises ``ValueError`` if it is not a readable image."""
+    r = _fast(path)
+    if r is not None:
+        return Header(*r)
     return _pillow_header(os.fsdecode(path))
 
 
@@ -227,6 +234,8 @@ def _pillow_header(path: str) -> Header:
     Recent Pillow (13 here) already applies a TIFF's orientation tag to ``Image.size``, so ``probe``'s own
     swap undoes it; for a transposed TIFF the size is recomputed from the stored width/length tags.
     """
+    from methbuild.io.imageinfo import probe
+
     info = probe(path)
     if info.format == "TIFF" and info.orientation in TRANSPOSED:
         from PIL import Image
@@ -249,6 +258,26 @@ def chunk_cache_name(root: str, blob: bytes, kind: str = CACHE_VERSION) -> str:
     """A cache file name for one chunk: a hash of the kind of result, the root and the paths."""
     h = hashlib.sha1(kind.encode() + b"\0" + os.fsencode(root) + b"\0" + blob)
     return h.hexdigest() + ".json"
+
+
+def _write_cache(final: str, result: dict) -> None:
+    """Write one chunk's result under its final name complete or not at all (temp name + rename).
+
+    The same protocol as :func:`methbuild.io.atomic.atomic_write_text` without the fsync (a lost
+    cache file only costs a re-read), and without importing ``methbuild.io`` in the workers.
+    """
+    folder, name = os.path.split(final)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(result, fh, separators=(",", ":"))
+        os.replace(tmp, final)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def _load_cached(cache: str | None) -> dict | None:
@@ -275,23 +304,28 @@ def read_chunk(item: tuple[str, bytes, str | None]) -> dict:
         return done
     rootb = os.fsencode(root)
     ws, hs, fs, trunc, errs = [], [], [], [], {}
+    join = os.path.join
     for i, rel in enumerate(blob.split(b"\0")):
+        path = join(rootb, rel)
         try:
-            hd = read_header(os.path.join(rootb, rel))
+            r = _fast(path)
+            if r is None:
+                hd = _pillow_header(os.fsdecode(path))
+                r = (hd.width, hd.height, hd.format, hd.truncated)
         except ValueError as exc:
             ws.append(-1)
             hs.append(-1)
             fs.append("")
             errs[str(i)] = str(exc)
             continue
-        ws.append(hd.width)
-        hs.append(hd.height)
-        fs.append(hd.format)
-        if hd.truncated:
+        ws.append(r[0])
+        hs.append(r[1])
+        fs.append(r[2])
+        if r[3]:
             trunc.append(i)
     out = {"w": ws, "h": hs, "f": fs, "t": trunc, "e": errs}
     if cache:
-        atomic_write_text(cache, json.dumps(out, separators=(",", ":")), fsync=False)
+        _write_cache(cache, out)
     return out
 
 
@@ -315,5 +349,5 @@ def hash_chunk(item: tuple[str, bytes, str | None]) -> dict:
             errs[str(i)] = f"cannot read: {exc.strerror or exc}"
     out = {"s": digests, "e": errs}
     if cache:
-        atomic_write_text(cache, json.dumps(out, separators=(",", ":")), fsync=False)
+        _write_cache(cache, out)
     return out

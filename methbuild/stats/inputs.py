@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,8 @@ from methbuild.stats.headers import chunk_cache_name, read_chunk
 IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "jpe", "jfif", "png", "tif", "tiff", "webp", "bmp", "gif"})
 MANIFEST_SUFFIXES = frozenset({".csv", ".parquet", ".pq"})
 CHUNK = 500  # files per task: big enough to hide the pool's per-task cost, small enough to balance
-INLINE_BELOW = 2000  # fewer files than this are read in this process (a pool costs ~0.5 s to start)
+INLINE_BELOW = 2000  # fewer files than this are read in this process (a pool costs ~0.35 s to start)
+POOL_WORTH_SECONDS = 2.0  # automatic mode: a pool only when the rest would take longer than this in-process
 MAX_LISTED_OTHERS = 1000  # non-image files: all counted, this many listed
 
 # Column aliases, compared after lower-casing and removing spaces, underscores and dashes.
@@ -84,6 +86,16 @@ class Listing:
         d = self.dirs[self.dir_of[i]]
         name = self._name(i)
         return os.fsencode(d) + b"/" + name if d else name
+
+    def relpaths_bytes(self, positions) -> list[bytes]:
+        """Relative paths (bytes) of the files at ``positions``, built without per-call overhead."""
+        prefixes = [os.fsencode(d) + b"/" if d else b"" for d in self.dirs]
+        names, ends, dir_of = self.names, self.ends, self.dir_of
+        out = []
+        for i in positions:
+            i = int(i)
+            out.append(prefixes[dir_of[i]] + names[ends[i - 1] if i else 0:ends[i]])
+        return out
 
     def relpath(self, i: int) -> str:
         return os.fsdecode(self.relpath_bytes(i))
@@ -343,17 +355,19 @@ def folder_chunks(listing: Listing, positions: np.ndarray, cache_dir: Path | Non
                   chunk: int = CHUNK) -> list[tuple[str, bytes, str | None]]:
     """Tasks for :func:`methbuild.stats.headers.read_chunk`: ``chunk`` sampled files each."""
     root = os.path.abspath(listing.root)
+    rels = listing.relpaths_bytes(positions)
     items = []
     for start in range(0, len(positions), chunk):
-        blob = b"\0".join(listing.relpath_bytes(int(i)) for i in positions[start:start + chunk])
+        blob = b"\0".join(rels[start:start + chunk])
         cache = str(cache_dir / chunk_cache_name(root, blob)) if cache_dir is not None else None
         items.append((root, blob, cache))
     return items
 
 
-def chunk_results_to_table(listing: Listing, positions: np.ndarray, results) -> pd.DataFrame:
-    """Assemble the per-chunk results (``TaskResult`` list, in chunk order) into one size table."""
-    n = len(positions)
+def chunk_results_to_table(items, results) -> pd.DataFrame:
+    """Assemble the per-chunk results (``TaskResult`` list, in the order of ``items``) into one size table."""
+    paths = np.array([os.fsdecode(r) for _, blob, _ in items for r in blob.split(b"\0")], dtype=object)
+    n = len(paths)
     w = np.full(n, np.nan)
     h = np.full(n, np.nan)
     fmts = np.full(n, "", dtype=object)
@@ -376,7 +390,6 @@ def chunk_results_to_table(listing: Listing, positions: np.ndarray, results) -> 
             errors[lo + int(i)] = msg
         for i in v["t"]:
             trunc[lo + i] = True
-    paths = np.array([listing.relpath(int(i)) for i in positions], dtype=object)
     return _table(paths, w, h, fmts, errors, trunc)
 
 
@@ -407,12 +420,43 @@ def read_sizes(input: str | os.PathLike, *, sample: int | None = None, seed: int
     return read_listing_sizes(listing, positions, workers=workers, progress=progress, cache_dir=cache_dir)
 
 
+def run_chunks(fn, items: list, n_files: int, *, workers: int | None = None, progress: bool = True,
+               desc: str = "headers") -> list:
+    """Run a chunk task over ``items`` (``n_files`` files in all) with :func:`methbuild.executor.run_tasks`.
+
+    ``workers=None`` (automatic): the first chunk runs in this process and is timed; the rest goes to
+    a process pool only when it would take more than :data:`POOL_WORTH_SECONDS` in-process. Headers
+    of warm, common files read at 100,000+ files/s in one process, faster than a pool can even start;
+    cold files, network filesystems and formats Pillow must parse (TIFF) are slow enough for the pool
+    to pay. An explicit ``workers`` is obeyed (a pool when > 1), except under :data:`INLINE_BELOW` files.
+    Results come back in the order of ``items``.
+    """
+    label = f"{desc} ({CHUNK} files/chunk)"
+    if not items:
+        return []
+    if n_files < INLINE_BELOW or workers == 1:
+        return run_tasks(fn, items, workers=1, desc=label, unit="chunk", progress=progress)
+    if workers is not None:
+        return run_tasks(fn, items, workers=workers, desc=label, unit="chunk", progress=progress)
+    # Chunks cached by an interrupted run are only loaded: they run here and do not count in the timing.
+    cached = [k for k, it in enumerate(items) if it[2] and os.path.exists(it[2])]
+    cached_set = set(cached)
+    todo = [k for k in range(len(items)) if k not in cached_set]
+    out = dict(zip(cached, run_tasks(fn, [items[k] for k in cached], workers=1, progress=False)))
+    if todo:
+        t = time.perf_counter()
+        out[todo[0]] = run_tasks(fn, [items[todo[0]]], workers=1, progress=False)[0]
+        rest_seconds = (time.perf_counter() - t) * (len(todo) - 1)
+        auto = 1 if rest_seconds < POOL_WORTH_SECONDS else None  # None: run_tasks' default, the CPU count
+        rest = todo[1:]
+        out.update(zip(rest, run_tasks(fn, [items[k] for k in rest], workers=auto, desc=label, unit="chunk",
+                                       progress=progress)))
+    return [out[k] for k in range(len(items))]
+
+
 def read_listing_sizes(listing: Listing, positions: np.ndarray, *, workers: int | None = None, progress: bool = True,
                        cache_dir: Path | None = None, desc: str = "headers") -> pd.DataFrame:
-    """Read the headers of the listed files at ``positions`` (chunked, in a process pool when worth it)."""
+    """Read the headers of the listed files at ``positions`` (chunked; see :func:`run_chunks` for ``workers``)."""
     items = folder_chunks(listing, positions, cache_dir)
-    if len(positions) < INLINE_BELOW:
-        workers = 1
-    results = run_tasks(read_chunk, items, workers=workers, desc=f"{desc} ({CHUNK} files/chunk)", unit="chunk",
-                        progress=progress)
-    return chunk_results_to_table(listing, positions, results)
+    return chunk_results_to_table(items, run_chunks(read_chunk, items, len(positions), workers=workers,
+                                                    progress=progress, desc=desc))

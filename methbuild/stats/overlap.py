@@ -23,9 +23,8 @@ import numpy as np
 import pandas as pd
 
 from methbuild.errors import UserError
-from methbuild.executor import run_tasks
 from methbuild.stats.headers import chunk_cache_name, hash_chunk
-from methbuild.stats.inputs import CHUNK, INLINE_BELOW, Listing, Manifest
+from methbuild.stats.inputs import CHUNK, Listing, Manifest, run_chunks
 
 OVERLAP_BY = ("id", "name", "sha256")
 
@@ -42,8 +41,7 @@ def _hash_files(root: str, rels: list[bytes], *, workers, progress, cache_dir: P
         blob = b"\0".join(rels[start:start + CHUNK])
         cache = str(cache_dir / chunk_cache_name(root, blob, "sha256-1")) if cache_dir is not None else None
         items.append((root, blob, cache))
-    results = run_tasks(hash_chunk, items, workers=1 if len(rels) < INLINE_BELOW else workers,
-                        desc=f"{desc} ({CHUNK} files/chunk)", unit="chunk", progress=progress)
+    results = run_chunks(hash_chunk, items, len(rels), workers=workers, progress=progress, desc=desc)
     keys: list[str | None] = []
     problems: list[tuple[str, str]] = []
     for k, res in enumerate(results):
@@ -63,7 +61,7 @@ def folder_keys(listing: Listing, by: str, *, workers=None, progress=True, cache
     """(keys, problems) of every listed file of a folder."""
     if by in ("id", "name"):
         return listing.stems(), []
-    rels = [listing.relpath_bytes(i) for i in range(len(listing))]
+    rels = listing.relpaths_bytes(range(len(listing)))
     return _hash_files(os.path.abspath(listing.root), rels, workers=workers, progress=progress,
                        cache_dir=cache_dir, desc=desc)
 

@@ -87,8 +87,14 @@ def test_sample_is_seeded_and_drawn_before_any_header_is_read(tmp_path, monkeypa
     for i in range(300):
         (tmp_path / f"{i:03d}.gif").write_bytes(gif_bytes(1 + i, 2))
     opened = []
-    real = headers.read_header
-    monkeypatch.setattr(headers, "read_header", lambda p: opened.append(os.fsdecode(p)) or real(p))
+    real_open = os.open
+
+    def counting_open(path, *args, **kw):  # every file the header reader opens
+        if os.fsdecode(path).startswith(str(tmp_path)):
+            opened.append(os.fsdecode(path))
+        return real_open(path, *args, **kw)
+
+    monkeypatch.setattr(headers.os, "open", counting_open)
     df = read_sizes(tmp_path, sample=25, seed=7, workers=1, progress=False)
     assert len(df) == 25 and len(opened) == 25  # only the sampled files were opened
     assert sorted(os.path.basename(p) for p in opened) == sorted(df["path"])
