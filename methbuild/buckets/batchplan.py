@@ -86,6 +86,10 @@ class BatchPlan:
             for row in reader:
                 buckets.append(int(row["bucket"]))
                 paths.append(row["path"])
+        expected = meta.get("csv", {}).get("rows")
+        if expected is not None and expected != len(buckets):
+            raise ValueError(f"{csv_path} has {len(buckets)} rows but {json_path} describes {expected}: "
+                             "the two files are from different runs; rerun methbuild buckets")
         kwargs.setdefault("seed", int(meta.get("settings", {}).get("seed", 0)))
         return cls(buckets, sizes, paths=paths, padded_shapes=shapes, **kwargs)
 

@@ -214,12 +214,26 @@ def plan_paths(out: str | os.PathLike) -> tuple[Path, Path, Path]:
 
 
 def write_plan(plan: Plan, out: str | os.PathLike) -> tuple[Path, Path]:
-    """Write PLAN.csv and PLAN.json atomically (CSV first: a JSON beside a CSV means both are complete)."""
+    """Write PLAN.csv, then PLAN.json, each atomically.
+
+    A previous plan's JSON (and figure) is removed first, so an interrupted run never leaves a new
+    CSV beside an old JSON; the JSON records the CSV's row count and sha256, which
+    :meth:`BatchPlan.load` checks.
+    """
+    import hashlib
+
     from methbuild.io.atomic import atomic_write_text
     from methbuild.io.tables import write_table
 
-    csv_path, json_path, _ = plan_paths(out)
+    csv_path, json_path, png_path = plan_paths(out)
+    for stale in (json_path, png_path):
+        stale.unlink(missing_ok=True)
     write_table(plan.rows, csv_path)
+    digest = hashlib.sha256()
+    with open(csv_path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    plan.meta["csv"] = {"file": csv_path.name, "rows": int(len(plan.rows)), "sha256": digest.hexdigest()}
     atomic_write_text(json_path, json.dumps(plan.meta, indent=1) + "\n")
     return csv_path, json_path
 

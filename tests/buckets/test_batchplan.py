@@ -94,3 +94,11 @@ def test_import_is_framework_free():
             "print(sorted(m for m in ('torch', 'tensorflow', 'pandas', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_load_refuses_a_csv_from_another_run(tmp_path):
+    (tmp_path / "p.csv").write_text("path,bucket\na.jpg,0\n")
+    meta = {"csv": {"rows": 2}, "buckets": [{"id": 0, "batch_size": 1, "padded_width": 1, "padded_height": 1}]}
+    (tmp_path / "p.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="different runs"):
+        BatchPlan.load(tmp_path / "p")

@@ -66,6 +66,7 @@ def test_manifest_end_to_end(tmp_path):
     plan = BatchPlan.load(out)
     assert sorted(i for b in plan for i in b) == list(range(len(src)))
     assert len(plan) == meta["batches_per_epoch"]
+    assert meta["csv"]["rows"] == len(src) and len(meta["csv"]["sha256"]) == 64
 
 
 def test_folder_input_and_rerun(tmp_path):
