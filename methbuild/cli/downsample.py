@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from methbuild.downsample.pipeline import SUMMARY, Options, build
+from methbuild.downsample.pipeline import SUMMARY, IncompleteRun, Options, build
 from methbuild.downsample.resize import DEFAULT_DRAFT, METHODS, SIZES
 from methbuild.io.imagenet_batches import FORMATS
 
@@ -55,7 +55,10 @@ def command(src, size, out, method, synsets, fmt, seed, workers, exact, draft, c
     """
     opts = Options(src=src, out=out, size=int(size), method=method, fmt=fmt, seed=seed, workers=workers,
                    exact=exact, draft=draft, synsets=synsets, chunk_size=chunk_size, progress=not quiet)
-    s = build(opts)
+    try:
+        s = build(opts)
+    except IncompleteRun as exc:
+        raise SystemExit(f"methbuild downsample: {exc}") from None
     if s.get("already_complete"):
         click.echo(f"{out}/ is already complete for these options ({SUMMARY}); nothing to do")
     tr = s["splits"]["train"]

@@ -37,13 +37,17 @@ from methbuild.downsample.source import Source, SplitFiles, scan
 from methbuild.errors import UserError
 from methbuild.executor import default_workers, iter_tasks
 from methbuild.io.atomic import atomic_write_text, clean_stale_temps, ensure_writable_dir
-from methbuild.io.imagenet_batches import (FORMATS, TRAIN_STEMS, VAL_STEM, all_file_names, file_name,
+from methbuild.io.imagenet_batches import (FILE_MODE, FORMATS, TRAIN_STEMS, VAL_STEM, all_file_names, file_name,
                                            train_batch_bounds, write_batch)
 
 WORK_DIR = ".downsample-work"
 SUMMARY = "downsample.json"
 SHUFFLE_KEY = 7  # spawn key of the train shuffle under the user's seed
 FLUSH_SECONDS = 5.0  # how often finished chunks are made durable (fsync + log)
+
+
+class IncompleteRun(RuntimeError):
+    """Some tasks failed as a whole (not single bad images); a rerun resumes and retries them."""
 
 
 @dataclass(frozen=True)
@@ -192,7 +196,6 @@ def _resize(states: list[_SplitState], opts: Options, chunk_size: int, progress:
 
     Returns the steady-state rate, images/s after the first chunk came back (pool start-up
     excluded), or None when there were fewer than two chunks to run."""
-    todo: list[Chunk] = []
     done_rows = 0
     by_name = {st.files.name: st for st in states}
 
@@ -200,6 +203,7 @@ def _resize(states: list[_SplitState], opts: Options, chunk_size: int, progress:
         st.failures.extend((start + i, st.files.paths[st.order[start + i]], err) for i, err in failed)
         st.kinds.update(kinds)
 
+    todo_index: list[tuple[_SplitState, int, int, int]] = []  # (split, chunk, start, stop)
     for st in states:
         n = len(st.files)
         for c, start in enumerate(range(0, n, chunk_size)):
@@ -209,9 +213,14 @@ def _resize(states: list[_SplitState], opts: Options, chunk_size: int, progress:
                 st.sums += st.work.read(start, stop).sum(axis=0, dtype=np.int64)
                 record(st, start, rec["failed"], rec["kinds"])
                 done_rows += stop - start
-                continue
+            else:
+                todo_index.append((st, c, start, stop))
+
+    def todo():  # built as the pool asks for work: paths of 1.3M files are never all held at once
+        for st, c, start, stop in todo_index:
             paths = tuple(str(opts.src / st.files.paths[f]) for f in st.order[start:stop])
-            todo.append(Chunk(st.files.name, c, start, paths, opts.size, opts.method, opts.exact, opts.draft))
+            yield Chunk(st.files.name, c, start, paths, opts.size, opts.method, opts.exact, opts.draft)
+
     total = sum(len(st.files) for st in states)
     if done_rows and opts.progress:
         tqdm.write(f"resuming: {done_rows:,} of {total:,} images already resized")
@@ -226,32 +235,35 @@ def _resize(states: list[_SplitState], opts: Options, chunk_size: int, progress:
         progress.append(pending)
         pending, last_flush = [], time.monotonic()
 
-    with tqdm(total=total, initial=done_rows, desc=f"resize {opts.size}x{opts.size}", unit="img",
-              disable=not opts.progress or None, dynamic_ncols=True, smoothing=0.05) as bar:
-        t_first, after_first = None, 0
-        for res in iter_tasks(downsample_chunk, todo, workers=workers):
-            chunk: Chunk = res.item
-            bar.update(len(chunk.paths))
-            if t_first is None:
-                t_first = time.monotonic()
-            else:
-                after_first += len(chunk.paths)
-            if not res.ok:  # the whole task died (not one bad image): retried by the next run
-                errors.append(f"{chunk.split} chunk {chunk.index}: {res.error}")
-                continue
-            st, value = by_name[chunk.split], res.value
-            st.work.write(chunk.start, value["block"])
-            st.sums += value["block"].sum(axis=0, dtype=np.int64)
-            st.cpu_seconds += value["cpu_seconds"]
-            record(st, chunk.start, value["failed"], value["kinds"])
-            pending.append({"split": chunk.split, "chunk": chunk.index, "failed": value["failed"],
-                            "kinds": value["kinds"]})
-            if time.monotonic() - last_flush > FLUSH_SECONDS:
-                flush()
-    t_end = time.monotonic()
-    flush()
+    t_first, after_first = None, 0
+    try:
+        with tqdm(total=total, initial=done_rows, desc=f"resize {opts.size}x{opts.size}", unit="img",
+                  disable=not opts.progress or None, dynamic_ncols=True, smoothing=0.05) as bar:
+            for res in iter_tasks(downsample_chunk, todo(), workers=workers):
+                chunk: Chunk = res.item
+                bar.update(len(chunk.paths))
+                if t_first is None:
+                    t_first = time.monotonic()
+                else:
+                    after_first += len(chunk.paths)
+                if not res.ok:  # the whole task died (not one bad image): retried by the next run
+                    errors.append(f"{chunk.split} chunk {chunk.index}: {res.error}")
+                    continue
+                st, value = by_name[chunk.split], res.value
+                st.work.write(chunk.start, value["block"])
+                st.sums += value["block"].sum(axis=0, dtype=np.int64)
+                st.cpu_seconds += value["cpu_seconds"]
+                record(st, chunk.start, value["failed"], value["kinds"])
+                pending.append({"split": chunk.split, "chunk": chunk.index, "failed": value["failed"],
+                                "kinds": value["kinds"]})
+                if time.monotonic() - last_flush > FLUSH_SECONDS:
+                    flush()
+        t_end = time.monotonic()
+    finally:  # also on Ctrl-C: chunks whose rows are written are kept for the next run
+        flush()
     if errors:
-        raise RuntimeError(f"{len(errors)} chunk(s) failed, rerun the same command to retry them; first: {errors[0]}")
+        raise IncompleteRun(f"{len(errors)} task(s) failed, rerun the same command to retry them; "
+                            f"first: {errors[0]}")
     for st in states:
         st.failures.sort()
     return after_first / (t_end - t_first) if after_first and t_end > t_first else None
@@ -382,6 +394,7 @@ def build(opts: Options) -> dict:
         "bytes": sum((out / f).stat().st_size for f in names),
     }
     atomic_write_text(summary_path, json.dumps(summary, indent=1))
+    os.chmod(summary_path, FILE_MODE)
     shutil.rmtree(work_dir)
     summary["already_complete"] = False
     return summary

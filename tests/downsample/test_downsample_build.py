@@ -242,3 +242,25 @@ def test_bad_inputs_are_one_line_errors(tree, tmp_path):
 def test_help():
     proc = run_cli("downsample", "--help")
     assert proc.returncode == 0 and "--exact" in proc.stdout and "map_clsloc" in proc.stdout
+
+
+def test_synsets_formats(tmp_path):
+    from methbuild.downsample import read_synsets  # noqa: PLC0415
+
+    clsloc = tmp_path / "map_clsloc.txt"
+    clsloc.write_text(MAP_CLSLOC)
+    assert read_synsets(clsloc) == {"n02119789": 1, "n01443537": 2, "n01440764": 3}
+    loc = tmp_path / "LOC_synset_mapping.txt"  # 'wnid name, name' lines: label = line number
+    loc.write_text("n01440764 tench, Tinca tinca\nn01443537 goldfish, Carassius auratus\n\nn02119789 kit fox\n")
+    assert read_synsets(loc) == {"n01440764": 1, "n01443537": 2, "n02119789": 3}
+
+
+def test_train_only_source(tmp_path):
+    src = tmp_path / "src"
+    make_tree(src, n_train=4, n_val=0, oddities=False, size=(120, 90))
+    for d in (src / "val").iterdir():
+        d.rmdir()
+    (src / "val").rmdir()
+    s = build(Options(src=src, out=tmp_path / "out", size=16, workers=1, progress=False))
+    assert "val" not in s["splits"] and s["splits"]["train"]["images"] == 12
+    assert sorted(os.listdir(tmp_path / "out")) == sorted(TRAIN + ["downsample.json"])
