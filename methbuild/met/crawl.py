@@ -24,16 +24,18 @@ import hashlib
 import json
 import os
 import random
+import resource
 import tempfile
 import time
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
-import pandas as pd
 from tqdm import tqdm
 
 from methbuild.errors import UserError
@@ -43,6 +45,9 @@ from methbuild.io.tables import write_table
 from methbuild.met import state as st
 from methbuild.met.ratelimit import HostLimiters, parse_retry_after
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 DEFAULT_API_URL = "https://collectionapi.metmuseum.org/public/collection/v1"
 MET_IMAGE_HOSTS = ("images.metmuseum.org",)
 USER_AGENT = "methbuild-crawler/0.1 (research dataset builder; polite, rate-limited)"
@@ -51,7 +56,8 @@ DEFAULT_IMAGE_RATE = 20.0
 DEFAULT_CONCURRENCY = 16
 DEFAULT_PIXEL_LIMIT = 300_000_000
 DEFAULT_MAX_BYTES = 2 << 30
-CHUNK = 1 << 20
+CHUNK = 1 << 18  # 256 KiB per read; at most two per download in memory
+READ_BUFSIZE = 1 << 18  # aiohttp socket buffer; larger ones measured slower on loopback
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "TIFF": "tif", "WEBP": "webp", "GIF": "gif", "BMP": "bmp",
               "JPEG2000": "jp2", "MPO": "jpg"}
 MAX_REDIRECTS = 5
@@ -78,6 +84,7 @@ class CrawlReport:
     retries: int = 0
     bytes_now: int = 0
     seconds: float = 0.0
+    peak_rss_mb: float = 0.0  # of this process, measured when fetching ended (before the export)
     errors: dict[str, int] = field(default_factory=dict)  # transient errors seen, by kind
     out: Path | None = None
 
@@ -154,6 +161,11 @@ def _probe(path: str):
         return probe(path)
 
 
+def _consume(fh, h, chunk: bytes) -> None:
+    h.update(chunk)
+    fh.write(chunk)
+
+
 def _fsync_and_rename(tmp: str, final: str) -> None:
     fd = os.open(tmp, os.O_RDONLY)
     try:
@@ -190,6 +202,8 @@ class Crawler:
         self.bar: tqdm | None = None
         self.state: st.CrawlState | None = None
         self._rng = random.Random()
+        # hashing, writing, fsync and header parsing: off the event loop (a slow fsync must not stall hashing)
+        self._io_pool = ThreadPoolExecutor(max_workers=min(64, concurrency + 2), thread_name_prefix="crawl-io")
 
     # ------------------------------------------------------------ HTTP
     async def _fetch_record(self, session: aiohttp.ClientSession, object_id: int) -> Outcome | dict:
@@ -274,30 +288,39 @@ class Crawler:
                       ctype: str) -> Outcome:
         fd, tmp = tempfile.mkstemp(prefix=f".{object_id}{TMP_MARK}", dir=self.images)
         keep = False
+        loop = asyncio.get_running_loop()
         try:
             h = hashlib.sha256()
             n = 0
             with os.fdopen(fd, "wb", buffering=0) as fh:
-                async for chunk in resp.content.iter_chunked(CHUNK):
-                    n += len(chunk)
-                    if n > self.max_bytes:
-                        return Outcome(st.REFUSED, f"image larger than the byte limit ({self.max_bytes})", url=url)
-                    h.update(chunk)
-                    fh.write(chunk)
+                # Hashing and writing run in a thread (both release the GIL) while the event loop
+                # reads the next chunk: at most two chunks per download are in memory.
+                pending: asyncio.Future | None = None
+                try:
+                    async for chunk in resp.content.iter_chunked(CHUNK):
+                        n += len(chunk)
+                        if n > self.max_bytes:
+                            return Outcome(st.REFUSED, f"image larger than the byte limit ({self.max_bytes})",
+                                           url=url)
+                        if pending is not None:
+                            await pending
+                        pending = loop.run_in_executor(self._io_pool, _consume, fh, h, chunk)
+                finally:
+                    if pending is not None:
+                        await pending
             if expected is not None and n != expected:
                 raise _TransientError(f"truncated body: {n} of {expected} bytes", "img_truncated")
             if n == 0:
                 raise _TransientError("empty image body", "img_empty")
-            loop = asyncio.get_running_loop()
             try:
-                info = await loop.run_in_executor(None, _probe, tmp)
+                info = await loop.run_in_executor(self._io_pool, _probe, tmp)
             except ValueError as exc:
                 raise _TransientError(f"undecodable image: {exc}", "img_undecodable") from None
             if info.width * info.height > self.pixel_limit:
                 return Outcome(st.REFUSED, f"{info.width}x{info.height} exceeds the pixel limit "
                                f"({self.pixel_limit} px; a decompression bomb?)", url=url)
             name = f"{object_id}.{EXTENSIONS.get(info.format, info.format.lower() or 'bin')}"
-            await loop.run_in_executor(None, _fsync_and_rename, tmp, str(self.images / name))
+            await loop.run_in_executor(self._io_pool, _fsync_and_rename, tmp, str(self.images / name))
             keep = True
             self.report.bytes_now += n
             self.report.downloaded_now += 1
@@ -335,7 +358,7 @@ class Crawler:
         if existing is not None:  # renamed by a run killed before it could record it
             loop = asyncio.get_running_loop()
             try:
-                info, sha, n = await loop.run_in_executor(None, _probe_and_hash_file, str(existing))
+                info, sha, n = await loop.run_in_executor(self._io_pool, _probe_and_hash_file, str(existing))
             except ValueError:
                 existing.unlink()
             else:
@@ -393,7 +416,7 @@ class Crawler:
                                         sock_read=self.timeout)
         connector = aiohttp.TCPConnector(limit=self.concurrency * 2, limit_per_host=0, ttl_dns_cache=300)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=True,
-                                         headers={"User-Agent": USER_AGENT}, read_bufsize=1 << 20) as session:
+                                         headers={"User-Agent": USER_AGENT}, read_bufsize=READ_BUFSIZE) as session:
 
             async def worker() -> None:
                 while True:
@@ -445,6 +468,8 @@ def crawl(ids: Sequence[int], out: str | os.PathLike, *, api_url: str = DEFAULT_
         try:
             asyncio.run(crawler.run(todo))
         finally:
+            crawler._io_pool.shutdown(wait=True)
+            crawler.report.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             crawler.report.seconds = time.perf_counter() - t0
             crawler.report.counts = state.counts()
             crawler.report.out = out

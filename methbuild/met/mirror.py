@@ -23,6 +23,7 @@ import hashlib
 import io
 import math
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -303,6 +304,7 @@ class Mirror:
         self.requests = 0
         self.faults_injected: dict[str, int] = {}
         self.image_gets: dict[int, int] = {}  # GETs of each object's original, served or faulted
+        self.record_times: list[float] = []  # monotonic arrival time of every record GET (rate checks)
 
     # -- images
     def size_of(self, object_id: int) -> tuple[int, int]:
@@ -418,6 +420,7 @@ class Mirror:
 
     async def handle_object(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
+        self.record_times.append(time.monotonic())
         kind = self._draw_fault(image=False)
         if kind:
             resp = await self._fault_response(request, kind)

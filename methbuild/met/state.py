@@ -13,10 +13,12 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from methbuild.errors import UserError
+
+if TYPE_CHECKING:  # pandas is imported only to export (it costs ~80 MB of RSS)
+    import pandas as pd
 
 # Final outcomes: never fetched again.
 DOWNLOADED = "downloaded"
@@ -130,6 +132,8 @@ class CrawlState:
 
     # -- exports
     def objects_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         df = pd.read_sql_query(
             "SELECT object_id, status, image_file, width, height, bytes, sha256, url, error FROM objects "
             "ORDER BY object_id", self.db)

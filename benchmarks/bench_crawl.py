@@ -1,0 +1,278 @@
+"""Crawler throughput, CPU and memory against img2dataset, and the rate limiter's accuracy.
+
+    .venv/bin/python benchmarks/bench_crawl.py            # 1,000 images of 5–30 MB, 3 rounds
+    .venv/bin/python benchmarks/bench_crawl.py --quick    # 120 images, 3 rounds, shorter rate check
+
+Both tools fetch the same image URLs from the local mirror over loopback, with the same
+concurrency; the mirror runs in its own process (its images rendered and cached before the
+clock starts) so neither tool pays for it. Our crawler also fetches every object's API record
+first (img2dataset only downloads URLs), with its rate limits raised out of the way: this
+measures the machinery, the politeness is checked separately. img2dataset runs with no
+resizing, `files` output, no re-encoding, one process with C threads; it is installed into
+benchmarks/.venv-img2dataset on first use (if that fails, the baseline is a plain sequential
+`requests` loop, and the output says so).
+
+Printed: images/s, CPU seconds per image and peak RSS of each tool (medians over rounds), the
+ratios against the targets (≥ 3× img2dataset's throughput, ≤ 150 MB peak RSS), and the largest
+deviation of the API request rate from the configured rate over any 10 s window (target ≤ 5%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+I2D_VENV = HERE / ".venv-img2dataset"
+I2D = I2D_VENV / "bin" / "img2dataset"
+
+
+# ---------------------------------------------------------------- child modes
+
+def serve(args) -> None:
+    """Run the mirror (big images from a pool) until killed; write its root URL to a file."""
+    from methbuild.met.mirror import API_PREFIX, Mirror, serve_forever
+
+    mirror = Mirror(synthetic=args.objects, seed=1, image_pool=args.pool, mp_range=(5.0, 28.0), noise=120,
+                    quality=92, cache_bytes=4 << 30)
+
+    def ready(root: str) -> None:
+        Path(args.port_file).write_text(root + API_PREFIX)
+
+    serve_forever(mirror, 0, on_ready=ready)
+
+
+def run_ours(args) -> None:
+    from methbuild.met.crawl import crawl, read_ids
+
+    ids = read_ids(args.ids)
+    r = crawl(ids, args.out, api_url=args.api, concurrency=args.concurrency, api_rate=5000, image_rate=5000,
+              progress=False, retries=2, retry_base=0.1)
+    print(json.dumps({"downloaded": r.counts["downloaded"], "bytes": r.bytes_now, "exit": r.exit_code,
+                      "fetch_rss_mb": r.peak_rss_mb}))
+
+
+def run_requests(args) -> None:
+    """The fallback baseline: a sequential requests loop writing each body to a file."""
+    import requests
+
+    urls = Path(args.urls).read_text().split()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with requests.Session() as s:
+        for i, u in enumerate(urls):
+            (out / f"{i}.jpg").write_bytes(s.get(u, timeout=60).content)
+
+
+# ---------------------------------------------------------------- measuring
+
+def measure(cmd: list[str], env: dict | None = None) -> dict:
+    """Run ``cmd``; wall seconds, CPU seconds (user+sys) and peak RSS (MB) of it and its children."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    _, status, ru = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    out = proc.stdout.read().decode()
+    err = proc.stderr.read().decode()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{cmd[:3]} failed ({code}):\n{err[-3000:]}")
+    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss_mb": ru.ru_maxrss / 1024, "stdout": out}
+
+
+def ensure_img2dataset() -> bool:
+    if I2D.exists():
+        return True
+    print("installing img2dataset into benchmarks/.venv-img2dataset ...", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(I2D_VENV)], check=True)
+        subprocess.run([str(I2D_VENV / "bin" / "python"), "-m", "pip", "install", "-q", "img2dataset"], check=True)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        print(f"img2dataset could not be installed ({exc}); falling back to a sequential requests loop")
+        return False
+    return I2D.exists()
+
+
+def count_files(folder: Path, suffix: str) -> tuple[int, int]:
+    n = size = 0
+    for p in folder.rglob(f"*{suffix}"):
+        n += 1
+        size += p.stat().st_size
+    return n, size
+
+
+def rate_check(rate: float, seconds: float) -> dict:
+    """Crawl tiny records at ``rate``/s; the worst deviation over every 10 s window of arrivals."""
+    import numpy as np
+
+    from methbuild.met.crawl import crawl
+    from methbuild.met.mirror import serve_in_thread
+
+    n = int(rate * seconds)
+    out = HERE / "out" / "rate"
+    shutil.rmtree(out, ignore_errors=True)
+    with serve_in_thread(synthetic=n, seed=3, image_scale=0.005) as url:
+        crawl(sorted(url.mirror.records), out, api_url=url, concurrency=32, api_rate=rate, image_rate=10_000,
+              progress=False)
+        t = np.array(sorted(url.mirror.record_times))
+    shutil.rmtree(out, ignore_errors=True)
+    window = 10.0
+    starts = np.arange(t[0], t[-1] - window, 0.05)
+    counts = np.searchsorted(t, starts + window) - np.searchsorted(t, starts)
+    ratios = counts / (rate * window)
+    return {"requests": len(t), "seconds": float(t[-1] - t[0]), "windows": len(starts),
+            "min_ratio": float(ratios.min()), "max_ratio": float(ratios.max())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="120 images and a 15 s rate check (about 2 minutes).")
+    ap.add_argument("--n", type=int, default=None, help="Images per round [1000; --quick: 120].")
+    ap.add_argument("--rounds", type=int, default=3, help="Rounds per tool; medians are printed.")
+    ap.add_argument("--concurrency", type=int, default=16, help="Concurrency of both tools.")
+    ap.add_argument("--pool", type=int, default=24, help="Distinct images the mirror renders (objects share them).")
+    ap.add_argument("--rate", type=float, default=40.0, help="API rate for the rate-limiter check (req/s).")
+    ap.add_argument("--workdir", type=Path, default=HERE / "out" / "crawl",
+                    help="Where both tools write (a tmpfs such as /dev/shm/x takes the disk out of the comparison).")
+    ap.add_argument("--skip-baseline", action="store_true", help="Only measure our crawler.")
+    # internal child modes
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--run-ours", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--run-requests", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--objects", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--port-file", help=argparse.SUPPRESS)
+    ap.add_argument("--ids", help=argparse.SUPPRESS)
+    ap.add_argument("--urls", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--api", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        return serve(args)
+    if args.run_ours:
+        return run_ours(args)
+    if args.run_requests:
+        return run_requests(args)
+
+    import requests
+
+    n = args.n or (120 if args.quick else 1000)
+    work = args.workdir
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    port_file = work / "mirror.url"
+    objects = int(n / 0.8) + 50
+    mirror = subprocess.Popen([sys.executable, __file__, "--serve", "--objects", str(objects), "--pool",
+                               str(args.pool), "--port-file", str(port_file)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            if port_file.exists() and port_file.read_text():
+                break
+            time.sleep(0.1)
+        api = port_file.read_text()
+        ids = [i for i in requests.get(api + "/objects", timeout=30).json()["objectIDs"]]
+        recs = {}
+
+        def rec(i):
+            return requests.get(f"{api}/objects/{i}", timeout=30).json()
+
+        with ThreadPoolExecutor(8) as ex:
+            for r in ex.map(rec, ids):
+                recs[r["objectID"]] = r
+        public = [i for i in ids if recs[i]["isPublicDomain"]][:n]
+        urls = [recs[i]["primaryImage"] for i in public]
+        (work / "ids.txt").write_text("\n".join(map(str, public)) + "\n")
+        (work / "urls.txt").write_text("\n".join(urls) + "\n")
+        print(f"mirror: {api}; warming its cache ({args.pool} distinct images of 5–28 MP) ...", flush=True)
+        t0 = time.perf_counter()
+        seen = {}
+        for i, u in zip(public, urls):
+            seen.setdefault(i % args.pool, u)
+        with ThreadPoolExecutor(2) as ex:
+            sizes = list(ex.map(lambda u: len(requests.get(u, timeout=600).content), seen.values()))
+        print(f"  {len(sizes)} images, {min(sizes) / 1e6:.1f}–{max(sizes) / 1e6:.1f} MB each, "
+              f"warm-up {time.perf_counter() - t0:.0f} s", flush=True)
+
+        use_i2d = not args.skip_baseline and ensure_img2dataset()
+        baseline = "img2dataset" if use_i2d else "sequential requests loop"
+        results: dict[str, list[dict]] = {"methbuild crawl": [], baseline: []}
+        env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", PYTHONWARNINGS="ignore")
+        for rnd in range(args.rounds):
+            out = work / "ours"
+            shutil.rmtree(out, ignore_errors=True)
+            m = measure([sys.executable, __file__, "--run-ours", "--ids", str(work / "ids.txt"), "--out", str(out),
+                         "--api", api, "--concurrency", str(args.concurrency)])
+            got = json.loads(m["stdout"].strip().splitlines()[-1])
+            assert got["downloaded"] == len(public) and got["exit"] == 0, got
+            m["images"], m["bytes"] = count_files(out / "images", ".jpg")
+            m["fetch_rss_mb"] = got["fetch_rss_mb"]
+            results["methbuild crawl"].append(m)
+            shutil.rmtree(out, ignore_errors=True)
+            print(f"round {rnd + 1}: methbuild crawl {m['images'] / m['wall']:.1f} img/s, "
+                  f"{m['cpu'] / m['images'] * 1000:.1f} ms CPU/img, peak RSS {m['rss_mb']:.0f} MB "
+                  f"({m['fetch_rss_mb']:.0f} MB while fetching)", flush=True)
+            if args.skip_baseline:
+                continue
+            out = work / "base"
+            shutil.rmtree(out, ignore_errors=True)
+            if use_i2d:
+                cmd = [str(I2D), "--url_list", str(work / "urls.txt"), "--input_format", "txt", "--output_folder",
+                       str(out), "--output_format", "files", "--resize_mode", "no", "--processes_count", "1",
+                       "--thread_count", str(args.concurrency), "--disable_all_reencoding", "True",
+                       "--number_sample_per_shard", "100000", "--timeout", "60", "--retries", "0",
+                       "--compute_hash", "sha256", "--enable_wandb", "False", "--distributor", "multiprocessing"]
+            else:
+                cmd = [sys.executable, __file__, "--run-requests", "--urls", str(work / "urls.txt"), "--out", str(out)]
+            m = measure(cmd, env)
+            m["images"], m["bytes"] = count_files(out, ".jpg")
+            results[baseline].append(m)
+            shutil.rmtree(out, ignore_errors=True)
+            print(f"round {rnd + 1}: {baseline} {m['images'] / m['wall']:.1f} img/s, "
+                  f"{m['cpu'] / max(1, m['images']) * 1000:.1f} ms CPU/img, peak RSS {m['rss_mb']:.0f} MB "
+                  f"({m['images']} of {len(urls)} images)", flush=True)
+    finally:
+        mirror.terminate()
+        mirror.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+    def med(rs, f):
+        return statistics.median(f(r) for r in rs)
+
+    print()
+    print(f"== {n} images, {sum(sizes) / len(sizes) / 1e6:.1f} MB mean, concurrency {args.concurrency}, "
+          f"{args.rounds} rounds (medians)")
+    rows = {}
+    for name, rs in results.items():
+        if not rs:
+            continue
+        rows[name] = (med(rs, lambda r: r["images"] / r["wall"]), med(rs, lambda r: r["cpu"] / max(1, r["images"])),
+                      med(rs, lambda r: r["rss_mb"]), med(rs, lambda r: r["bytes"] / r["wall"] / 1e6))
+        ips, cpu, rss, mbs = rows[name]
+        print(f"{name:26s} {ips:7.1f} img/s {mbs:7.0f} MB/s  {cpu * 1000:7.1f} ms CPU/img  peak RSS {rss:6.0f} MB")
+    ours = rows["methbuild crawl"]
+    if len(rows) == 2:
+        base = rows[baseline]
+        print(f"throughput ratio vs {baseline}: {ours[0] / base[0]:.2f}x (target >= 3x); "
+              f"CPU per image ratio: {base[1] / ours[1]:.2f}x less")
+    fetch_rss = med(results["methbuild crawl"], lambda r: r["fetch_rss_mb"])
+    print(f"peak RSS while fetching: {fetch_rss:.0f} MB (target <= 150 MB); whole run incl. the Parquet "
+          f"export: {ours[2]:.0f} MB")
+
+    rc = rate_check(args.rate, 15 if args.quick else 40)
+    dev = max(1 - rc["min_ratio"], rc["max_ratio"] - 1)
+    print(f"rate limiter at {args.rate:g} req/s: {rc['requests']} API requests in {rc['seconds']:.1f} s; over "
+          f"{rc['windows']} sliding 10 s windows the rate was {rc['min_ratio'] * 100:.1f}–{rc['max_ratio'] * 100:.1f}% "
+          f"of the configured rate (worst deviation {dev * 100:.1f}%, target <= 5%)")
+
+
+if __name__ == "__main__":
+    main()
