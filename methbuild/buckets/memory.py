@@ -9,8 +9,9 @@ Assumptions (conservative: a batch the model says fits, fits):
 
 - **Inference** keeps every forward tensor until the pass ends, as a graph-mode framework without
   memory reuse does (TensorFlow 1.x, the paper's setting), plus the weights in the chosen dtype.
-  An eager framework that frees each input after use needs only the largest pair of consecutive
-  tensors (:attr:`Estimate.live_bytes_per_image`, reported for information).
+  An eager framework that frees each input after use (PyTorch under ``no_grad``) needs only the
+  tensors alive at once: the largest pair of consecutive tensors, plus a residual block's input
+  (``activations="live"``, ``--activations live``; :attr:`Estimate.live_bytes_per_image`).
 - **Training** keeps every forward tensor for the backward pass and, as a conservative bound,
   one gradient tensor per forward tensor (the input's gradient is not computed), plus the
   weights, their gradients and Adam's two moments, in fp32 (a half-precision run keeps an fp32
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 MODELS = ("vgg16", "resnet50")
+ACTIVATIONS = ("all", "live")
 CLASSES = 1000  # classifier width; the head is a rounding error next to the activations
 
 
@@ -41,6 +43,7 @@ class Tensor:
     channels: int
     height: int
     width: int
+    held: int = 0  # elements of other tensors alive while this one is computed (a residual block's input)
 
     @property
     def elements(self) -> int:
@@ -99,15 +102,15 @@ def resnet50(height: int, width: int) -> tuple[list[Tensor], int]:
         for b in range(blocks):
             st = stride if b == 0 else 1
             name = f"layer{s - 1}.{b}"
-            t += [Tensor(f"{name}.conv1", width_, h, w), Tensor(f"{name}.bn1", width_, h, w)]
-            params += cin * width_ + 2 * width_
+            held = cin * h * w  # the block's input stays alive until the residual add
             h2, w2 = (_ceil2(h), _ceil2(w)) if st == 2 else (h, w)
-            t += [Tensor(f"{name}.conv2", width_, h2, w2), Tensor(f"{name}.bn2", width_, h2, w2)]
-            params += 9 * width_ * width_ + 2 * width_
-            t += [Tensor(f"{name}.conv3", out, h2, w2), Tensor(f"{name}.bn3", out, h2, w2)]
-            params += width_ * out + 2 * out
+            t += [Tensor(f"{name}.conv1", width_, h, w, held), Tensor(f"{name}.bn1", width_, h, w, held),
+                  Tensor(f"{name}.conv2", width_, h2, w2, held), Tensor(f"{name}.bn2", width_, h2, w2, held),
+                  Tensor(f"{name}.conv3", out, h2, w2, held), Tensor(f"{name}.bn3", out, h2, w2, held)]
+            params += cin * width_ + 2 * width_ + 9 * width_ * width_ + 2 * width_ + width_ * out + 2 * out
             if b == 0:
-                t += [Tensor(f"{name}.downsample.conv", out, h2, w2), Tensor(f"{name}.downsample.bn", out, h2, w2)]
+                t += [Tensor(f"{name}.downsample.conv", out, h2, w2, held + out * h2 * w2),
+                      Tensor(f"{name}.downsample.bn", out, h2, w2, held + out * h2 * w2)]
                 params += cin * out + 2 * out
             t.append(Tensor(f"{name}.add", out, h2, w2))
             h, w, cin = h2, w2, out
@@ -147,8 +150,17 @@ class Estimate:
         return (budget - self.fixed_bytes) // self.bytes_per_image
 
 
-def estimate(model: str, height: int, width: int, dtype: str = "fp32", train: bool = False) -> Estimate:
-    """The memory model of ``model`` for images padded to ``height × width`` (see the module notes)."""
+def estimate(model: str, height: int, width: int, dtype: str = "fp32", train: bool = False,
+             activations: str = "all") -> Estimate:
+    """The memory model of ``model`` for images padded to ``height × width`` (see the module notes).
+
+    ``activations="live"`` (inference only) counts the tensors alive at once in an eager framework
+    (PyTorch under ``no_grad``) instead of every forward tensor.
+    """
+    if activations not in ACTIVATIONS:
+        raise ValueError(f"unknown activations mode {activations!r} (choose from {', '.join(ACTIVATIONS)})")
+    if activations == "live" and train:
+        raise ValueError("activations='live' applies to inference only: training keeps every forward tensor")
     if model not in NETWORKS:
         raise ValueError(f"unknown model {model!r} (choose from {', '.join(MODELS)})")
     if dtype not in DTYPE_BYTES:
@@ -158,14 +170,14 @@ def estimate(model: str, height: int, width: int, dtype: str = "fp32", train: bo
     tensors, params = NETWORKS[model](int(height), int(width))
     size = DTYPE_BYTES[dtype]
     forward = sum(t.elements for t in tensors)
-    live = max(a.elements + b.elements for a, b in zip(tensors, tensors[1:]))
+    live = max(a.elements + b.elements + b.held for a, b in zip(tensors, tensors[1:]))
     if train:
         grads = forward - tensors[0].elements  # no gradient for the input image
         per_image = (forward + grads) * size
         # weights + gradients + Adam's two moments in fp32; a half run adds its half copy of the weights
         fixed = params * (16 + (size if size < 4 else 0))
     else:
-        per_image = forward * size
+        per_image = (live if activations == "live" else forward) * size
         fixed = params * size
     return Estimate(model, int(height), int(width), dtype, train, params, fixed, per_image, live * size)
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from methbuild.buckets.boundaries import Bucketing, bucketize, padding_percent
-from methbuild.buckets.memory import DTYPE_BYTES, MODELS, estimate, human_bytes
+from methbuild.buckets.memory import ACTIVATIONS, DTYPE_BYTES, MODELS, estimate, human_bytes
 from methbuild.errors import UserError
 
 PLAN_VERSION = 1
@@ -32,6 +32,7 @@ class Options:
     model: str = "vgg16"
     dtype: str = "fp32"
     train: bool = False
+    activations: str = "all"
     seed: int = 0
     max_batch: int | None = None
     restarts: int = 4
@@ -46,6 +47,10 @@ class Options:
             raise UserError(f"unknown model {self.model!r}: choose from {', '.join(MODELS)}")
         if self.dtype not in DTYPE_BYTES:
             raise UserError(f"unknown dtype {self.dtype!r}: choose from {', '.join(DTYPE_BYTES)}")
+        if self.activations not in ACTIVATIONS:
+            raise UserError(f"unknown activations mode {self.activations!r}: choose from {', '.join(ACTIVATIONS)}")
+        if self.activations == "live" and self.train:
+            raise UserError("--activations live applies to inference only (training keeps every forward tensor)")
         if self.memory_budget < 1:
             raise UserError("--memory-budget must be positive")
         if self.max_batch is not None and self.max_batch < 1:
@@ -103,7 +108,7 @@ def make_plan(sizes: pd.DataFrame, opts: Options, *, input_name: str = "", exclu
         bw, bh = w[sel], h[sel]
         pw, ph = int(bw.max()), int(bh.max())
         pad = int(bw.size * pw * ph - (bw * bh).sum())
-        est = estimate(opts.model, ph, pw, opts.dtype, opts.train)
+        est = estimate(opts.model, ph, pw, opts.dtype, opts.train, opts.activations)
         fit = est.max_batch(opts.memory_budget)
         if fit < 1:
             too_big.append((b, s, int(bw.size), pw, ph, est.total(1)))
@@ -135,7 +140,7 @@ def make_plan(sizes: pd.DataFrame, opts: Options, *, input_name: str = "", exclu
     rows["padded_height"] = buckets["padded_height"].to_numpy()[b2b.bucket_of]
 
     excluded = excluded if excluded is not None else pd.DataFrame(columns=["path"])
-    est1 = estimate(opts.model, 1, 1, opts.dtype, opts.train)
+    est1 = estimate(opts.model, 1, 1, opts.dtype, opts.train, opts.activations)
     meta = {
         "version": PLAN_VERSION,
         "input": input_name,
@@ -146,7 +151,8 @@ def make_plan(sizes: pd.DataFrame, opts: Options, *, input_name: str = "", exclu
             for _, r in excluded.head(LISTED_EXCLUDED).iterrows()],
         "settings": {
             "superbuckets": opts.superbuckets, "buckets": opts.buckets, "model": opts.model, "dtype": opts.dtype,
-            "train": opts.train, "memory_budget_bytes": opts.memory_budget, "seed": opts.seed,
+            "train": opts.train, "activations": opts.activations, "memory_budget_bytes": opts.memory_budget,
+            "seed": opts.seed,
             "max_batch": opts.max_batch, "restarts": opts.restarts,
         },
         "assignment_rule": "super_bucket = number of pixel_boundaries <= width*height; within it, bucket = "
@@ -171,9 +177,12 @@ def make_plan(sizes: pd.DataFrame, opts: Options, *, input_name: str = "", exclu
         "batches_per_epoch": int(buckets["batches"].sum()),
         "memory_model": {
             "model": opts.model, "dtype": opts.dtype, "mode": "training" if opts.train else "inference",
+            "activations": "all forward tensors (+ one gradient each when training)" if opts.activations == "all"
+                           else "tensors alive at once (eager inference)",
             "params": est1.params, "fixed_bytes": est1.fixed_bytes,
             "assumptions": "see methbuild/buckets/memory.py and docs/buckets.md: inference keeps every forward "
-                           "tensor; training keeps every forward tensor and one gradient per tensor, weights + "
+                           "tensor (or, with activations=live, the tensors alive at once); training keeps every "
+                           "forward tensor and one gradient per tensor, weights + "
                            "gradients + Adam moments in fp32; no workspace or framework overhead counted",
         },
         "notes": b2b.notes,
@@ -189,7 +198,7 @@ def _too_big_message(too_big, w, h, bucket_of, opts: Options) -> str:
     sel = bucket_of == b
     k = int(np.argmax(w[sel] * h[sel]))
     lw, lh = int(w[sel][k]), int(h[sel][k])
-    alone = estimate(opts.model, lh, lw, opts.dtype, opts.train).total(1)
+    alone = estimate(opts.model, lh, lw, opts.dtype, opts.train, opts.activations).total(1)
     more = f" (and {len(too_big) - 1} more bucket(s))" if len(too_big) > 1 else ""
     if alone <= opts.memory_budget:
         hint = (f"its largest image alone ({lw}×{lh}) would fit: more buckets (--buckets/--superbuckets) "

@@ -38,6 +38,9 @@ class _Budget(click.ParamType):
               help="Precision of activations (training keeps fp32 weights and optimizer state).")
 @click.option("--train", is_flag=True,
               help="Size batches for training (activations + gradients + Adam state) instead of inference.")
+@click.option("--activations", type=click.Choice(["all", "live"]), default="all", show_default=True,
+              help="Inference memory: every forward tensor kept (graph mode, the paper's figures) or only "
+                   "those alive at once (eager frameworks, e.g. PyTorch under no_grad).")
 @click.option("--max-batch", type=click.IntRange(min=1), default=None,
               help="Cap every batch size at this many images [default: no cap beyond memory].")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -50,8 +53,8 @@ class _Budget(click.ParamType):
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes (folder headers, the padding curve) [default: CPU count].")
 @click.option("--fresh", is_flag=True, help="Forget the cached header results of a folder input (.PREFIX.cache/).")
-def command(input, out, superbuckets, buckets, memory_budget, model, dtype, train, max_batch, seed, restarts,
-            skip_unreadable, no_plot, workers, fresh) -> None:
+def command(input, out, superbuckets, buckets, memory_budget, model, dtype, train, activations, max_batch, seed,
+            restarts, skip_unreadable, no_plot, workers, fresh) -> None:
     """Group images into K super-buckets by pixel count, then each into M buckets by aspect ratio,
     with boundaries from the B2B heuristic (equal-count start, boundaries moved while padding falls),
     and give each bucket its padded shape and the largest batch that fits --memory-budget.
@@ -77,8 +80,8 @@ def command(input, out, superbuckets, buckets, memory_budget, model, dtype, trai
 
     t0 = time.perf_counter()
     opts = Options(superbuckets=superbuckets, buckets=buckets, memory_budget=memory_budget, model=model,
-                   dtype=dtype, train=train, seed=seed, max_batch=max_batch, restarts=restarts,
-                   skip_unreadable=skip_unreadable)
+                   dtype=dtype, train=train, activations=activations, seed=seed, max_batch=max_batch,
+                   restarts=restarts, skip_unreadable=skip_unreadable)
     opts.check()
     csv_path, json_path, png_path = plan_paths(out)
     folder = ensure_writable_dir(csv_path.parent if str(csv_path.parent) else Path("."), "output folder")
@@ -111,7 +114,7 @@ def command(input, out, superbuckets, buckets, memory_budget, model, dtype, trai
     meta = plan.meta
     click.echo(format_table(plan))
     pad = meta["padding"]
-    mode = "training" if train else "inference"
+    mode = "training" if train else f"inference, {activations} activations"
     click.echo(f"\n{meta['images']} images in {len(meta['super_buckets'])} super-bucket(s), "
                f"{len(meta['buckets'])} bucket(s), {meta['batches_per_epoch']} batches per epoch "
                f"({model}, {dtype}, {mode}, budget {human_bytes(memory_budget)})")

@@ -27,7 +27,8 @@ def _meth_csv(path, n=3000, seed=0, zero_rows=()):
     h = np.round(np.sqrt(mp / ar)).astype(int)
     for r in zero_rows:
         w[r] = 0
-    df = pd.DataFrame({"ID": np.arange(n) + 1000, "Label": "Gold", "Image file": [f"data/{i + 1000}.jpg" for i in range(n)],
+    files = [f"data/{i + 1000}.jpg" for i in range(n)]
+    df = pd.DataFrame({"ID": np.arange(n) + 1000, "Label": "Gold", "Image file": files,
                        "Width": w, "Height": h, "Product size": w * h, "Aspect ratio": w / np.maximum(h, 1),
                        "Split": "train"})
     df.to_csv(path, index=False)
@@ -125,6 +126,7 @@ def test_budget_too_small_names_the_bucket(tmp_path):
     (["-M", "0"], ["--buckets", "at least 1"]),
     (["--memory-budget", "lots"], ["memory budget", "16GiB"]),
     (["--model", "alexnet"], ["alexnet"]),
+    (["--train", "--activations", "live"], ["inference only"]),
 ])
 def test_bad_arguments(tmp_path, args, needles):
     _meth_csv(tmp_path / "m.csv", n=50)
@@ -142,3 +144,13 @@ def test_bad_inputs(tmp_path):
     _meth_csv(tmp_path / "m.csv", n=50)
     (tmp_path / "file").write_text("x")
     assert_user_error(buckets(tmp_path / "m.csv", "--out", tmp_path / "file" / "p"), "output folder")
+
+
+def test_live_activations_allow_bigger_inference_batches(tmp_path):
+    _meth_csv(tmp_path / "m.csv", n=400)
+    common = ("--memory-budget", "1TB", "--no-plot", "-K", "2", "-M", "2")
+    assert buckets(tmp_path / "m.csv", "--out", tmp_path / "all", *common).returncode == 0
+    assert buckets(tmp_path / "m.csv", "--out", tmp_path / "live", "--activations", "live", *common).returncode == 0
+    a = json.loads((tmp_path / "all.json").read_text())["buckets"]
+    b = json.loads((tmp_path / "live.json").read_text())["buckets"]
+    assert all(y["max_fitting_batch"] > 1.8 * x["max_fitting_batch"] for x, y in zip(a, b))

@@ -13,8 +13,11 @@ def test_vgg16_one_4000_image_matches_the_paper():
     # paper 000 §5.2: "over 17.5GB" in inference, "approximately 40GB" in training, single precision
     assert 17.5e9 < inf.total(1) < 22e9
     assert 0.9 * 40e9 < train.total(1) < 1.1 * 40e9
-    # the live pair alone would not reach the paper's inference figure
-    assert inf.live_bytes_per_image < 17.5e9
+    # the tensors alive at once (eager inference) would not reach the paper's inference figure
+    live = estimate("vgg16", 4000, 4000, "fp32", activations="live")
+    assert live.total(1) < 17.5e9 and live.bytes_per_image == inf.live_bytes_per_image
+    # conv1_1 and conv1_2 outputs: 2 × 64 × 4000² × 4 bytes
+    assert live.bytes_per_image == 2 * 64 * 4000 * 4000 * 4
 
 
 def test_parameter_counts_are_the_published_ones():
@@ -70,6 +73,14 @@ def test_parse_budget(text, value):
 def test_parse_budget_refuses(text):
     with pytest.raises(ValueError):
         parse_budget(text)
+
+
+def test_live_activations_hold_the_residual_input():
+    e = estimate("resnet50", 224, 224, activations="live")
+    # layer1.0: block input 64×56², then bn3 (256×56²) and the downsample branch (2 × 256×56²) alive together
+    assert e.live_bytes_per_image >= (64 + 3 * 256) * 56 * 56 * 4
+    with pytest.raises(ValueError, match="inference only"):
+        estimate("resnet50", 224, 224, train=True, activations="live")
 
 
 def test_bad_model_or_dtype():
