@@ -20,9 +20,11 @@ one chunk. Disk: the work file is as large as the output, until the end.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
+import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -191,11 +193,11 @@ class _SplitState:
 
 
 def _resize(states: list[_SplitState], opts: Options, chunk_size: int, progress: _Progress,
-            workers: int) -> float | None:
+            workers: int) -> tuple[int, float | None]:
     """Pass 1 over every split in one pool (a pool start costs ~0.5 s; one is enough).
 
-    Returns the steady-state rate, images/s after the first chunk came back (pool start-up
-    excluded), or None when there were fewer than two chunks to run."""
+    Returns the images resized by this run and the steady-state rate, images/s after the first
+    chunk came back (pool start-up excluded; None with fewer than two chunks to run)."""
     done_rows = 0
     by_name = {st.files.name: st for st in states}
 
@@ -223,7 +225,7 @@ def _resize(states: list[_SplitState], opts: Options, chunk_size: int, progress:
 
     total = sum(len(st.files) for st in states)
     if done_rows and opts.progress:
-        tqdm.write(f"resuming: {done_rows:,} of {total:,} images already resized")
+        tqdm.write(f"resuming: {done_rows:,} of {total:,} images already resized", file=sys.stderr)
     pending: list[dict] = []
     last_flush = time.monotonic()
     errors: list[str] = []
@@ -266,7 +268,8 @@ def _resize(states: list[_SplitState], opts: Options, chunk_size: int, progress:
                             f"first: {errors[0]}")
     for st in states:
         st.failures.sort()
-    return after_first / (t_end - t_first) if after_first and t_end > t_first else None
+    steady = after_first / (t_end - t_first) if after_first and t_end > t_first else None
+    return total - done_rows, steady
 
 
 def _write_split(stems_bounds: list[tuple[str, int, int]], good: np.ndarray, labels: np.ndarray, work: _WorkFile,
@@ -293,6 +296,9 @@ def build(opts: Options) -> dict:
     t0 = time.monotonic()
     _validate(opts)
     source = scan(opts.src, opts.synsets)
+    if opts.progress:
+        tqdm.write(f"source: {len(source.train):,} train files in {len(source.classes):,} classes"
+                   + (f", {len(source.val):,} val files" if source.val is not None else ", no val/"), file=sys.stderr)
     out = ensure_writable_dir(opts.out, "output folder")
     opts = Options(**{**asdict(opts), "out": out, "src": Path(opts.src)})
     workers = opts.workers or default_workers()
@@ -348,7 +354,7 @@ def build(opts: Options) -> dict:
     mean = None
     try:
         t_resize = time.monotonic()
-        steady = _resize(states, opts, chunk_size, progress, workers)
+        resized, steady = _resize(states, opts, chunk_size, progress, workers)
         resize_seconds = time.monotonic() - t_resize
         for st in states:
             failed_rows = {r for r, _, _ in st.failures}
@@ -366,6 +372,11 @@ def build(opts: Options) -> dict:
             else:
                 _write_split([(VAL_STEM, 0, len(good))], good, labels, st.work, None, opts, progress)
             report[st.files.name] = entry
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(f"no space left in {out} ({exc.strerror}); free some and rerun the same command "
+                            "to resume") from None
+        raise
     finally:
         for st in states:
             st.work.close()
@@ -388,7 +399,8 @@ def build(opts: Options) -> dict:
         "workers": workers,
         "seconds": round(seconds, 2),
         "resize_seconds": round(resize_seconds, 2),
-        "images_per_second": round(n_total / resize_seconds, 1) if resize_seconds > 0 else None,
+        "images_resized": resized,
+        "images_per_second": round(resized / resize_seconds, 1) if resize_seconds > 0 else None,
         "steady_images_per_second": round(steady, 1) if steady else None,
         "worker_cpu_seconds": round(sum(st.cpu_seconds for st in states), 3),
         "bytes": sum((out / f).stat().st_size for f in names),

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from methbuild.downsample import METHODS, Options, build
-from methbuild.downsample.resize import square, to_row
+from methbuild.downsample.resize import square
 from methbuild.io.imagenet_batches import all_file_names, read_batch
 from tests.conftest import REPO, assert_user_error, run_cli
 from tests.downsample.imagenet_tree import MAP_CLSLOC, WNIDS, make_tree
@@ -264,3 +264,14 @@ def test_train_only_source(tmp_path):
     s = build(Options(src=src, out=tmp_path / "out", size=16, workers=1, progress=False))
     assert "val" not in s["splits"] and s["splits"]["train"]["images"] == 12
     assert sorted(os.listdir(tmp_path / "out")) == sorted(TRAIN + ["downsample.json"])
+
+
+def test_fewer_than_ten_train_images_fill_batch_ten(tmp_path):
+    src = tmp_path / "src"
+    make_tree(src, n_train=1, n_val=1, oddities=False, size=(120, 90))  # 3 train images
+    out = tmp_path / "out"
+    build(Options(src=src, out=out, size=16, workers=1, progress=False))
+    train, val = load_split(out, 16)
+    assert [len(b["labels"]) for b in train] == [0] * 9 + [3]
+    assert train[0]["data"].shape == (0, 768) and np.array_equal(train[0]["mean"], train[9]["data"].mean(axis=0))
+    assert len(val["labels"]) == 3
