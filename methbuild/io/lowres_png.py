@@ -43,7 +43,7 @@ def _umask() -> int:
     return mask
 
 
-_FILE_MODE = 0o666 & ~_umask()
+FILE_MODE = 0o666 & ~_umask()
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -113,7 +113,7 @@ def write_png(path: str | os.PathLike, pixels: np.ndarray, *, icc_profile: bytes
                 _write_chunk(fh, b"IDAT", data)
         _write_chunk(fh, b"IDAT", comp.flush())
         fh.write(IEND)
-        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; a dataset file is for everyone to read
+        os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600; a dataset file is for everyone to read
     return path
 
 

@@ -193,6 +193,8 @@ def test_resume_skips_finished_and_redoes_broken(tmp_path):
             assert p.stat().st_mtime_ns == t, p  # untouched
     third = build_lowres(sources_from(src), out, workers=1, progress=False)
     assert (third.done, third.skipped) == (0, 3)
+    mode = (out / "lowres.csv").stat().st_mode & 0o777
+    assert mode == (out / "X2" / "im0.png").stat().st_mode & 0o777 and mode & 0o044  # readable by others
     assert "crop_width" in (out / "lowres.csv").read_text().splitlines()[0]
 
 
