@@ -296,9 +296,6 @@ def build(opts: Options) -> dict:
     t0 = time.monotonic()
     _validate(opts)
     source = scan(opts.src, opts.synsets)
-    if opts.progress:
-        tqdm.write(f"source: {len(source.train):,} train files in {len(source.classes):,} classes"
-                   + (f", {len(source.val):,} val files" if source.val is not None else ", no val/"), file=sys.stderr)
     out = ensure_writable_dir(opts.out, "output folder")
     opts = Options(**{**asdict(opts), "out": out, "src": Path(opts.src)})
     workers = opts.workers or default_workers()
@@ -344,6 +341,9 @@ def build(opts: Options) -> dict:
     existing = sum(f.stat().st_size for f in work_dir.glob("*.u8")) if resumed else 0
     _check_space(out, 2 * n_total * row_len - existing)
     progress = _Progress(work_dir / "progress.jsonl")
+    if opts.progress:  # after every check: a user error stays one line
+        tqdm.write(f"source: {len(source.train):,} train files in {len(source.classes):,} classes"
+                   + (f", {len(source.val):,} val files" if source.val is not None else ", no val/"), file=sys.stderr)
 
     splits = [(source.train, train_order(len(source.train), opts.seed))]
     if source.val is not None:
