@@ -29,6 +29,7 @@ import numpy as np
 
 MAX_SWEEPS = 200
 POLISH_EVALUATIONS = 120  # two-level evaluations the super-bucket polish may spend
+POLISH_RESOLUTION = 4096  # finest polish step: 1/4096 of the possible cut positions (1 on small collections)
 
 
 def group_padding(w: np.ndarray, h: np.ndarray) -> int:
@@ -209,7 +210,8 @@ def aspect_key(w: np.ndarray, h: np.ndarray) -> np.ndarray:
 def _inner(w: np.ndarray, h: np.ndarray, m: int, optimise: bool, seed: int, sb: int, restarts: int):
     """Aspect-ratio cut of one super-bucket: (order within it, Partition)."""
     ar = aspect_key(w, h)
-    order = np.lexsort((np.arange(w.size), w * h, ar))
+    # Stable: ties in w/h keep the pixel order of the super-bucket (a deterministic total order).
+    order = np.argsort(ar, kind="stable")
     part = partition(w[order], h[order], ar[order], m, optimise=optimise, seed=seed, spawn_key=(8, 1, sb),
                      restarts=restarts)
     return order, part
@@ -243,18 +245,21 @@ def bucketize(w, h, superbuckets: int, buckets: int, *, method: str = "b2b", see
     if k < superbuckets:
         notes.append(f"only {k} distinct pixel count(s): {k} super-bucket(s) instead of {superbuckets}")
 
-    cache: dict[tuple[int, int, bool, int], tuple] = {}
+    cache: dict[tuple[int, int, bool, int], int] = {}  # paddings only: the polish evaluates many cuts
 
     def inner(a: int, b: int, optimise: bool, rs: int):
-        """Aspect cut of the super-bucket of sorted positions [a, b) (memoised)."""
-        key = (a, b, optimise, rs)
-        if key not in cache:
-            cache[key] = _inner(ws[a:b], hs[a:b], buckets, optimise, seed, a, rs)
-        return cache[key]
+        """Aspect cut of the super-bucket of sorted positions [a, b): (order within it, Partition)."""
+        return _inner(ws[a:b], hs[a:b], buckets, optimise, seed, a, rs)
 
     def total(bounds: np.ndarray, optimise: bool, rs: int) -> int:
         edges = [0, *(int(cuts[j]) for j in bounds), n]
-        return sum(inner(edges[i], edges[i + 1], optimise, rs)[1].padding for i in range(len(edges) - 1))
+        out = 0
+        for a, b in zip(edges, edges[1:]):
+            key = (a, b, optimise, rs)
+            if key not in cache:
+                cache[key] = inner(a, b, optimise, rs)[1].padding
+            out += cache[key]
+        return out
 
     eq = equal_count(cuts, n, k)
     padding_equal = total(eq, False, 0)
@@ -300,7 +305,8 @@ def _polish(bounds: np.ndarray, score: int, cuts: np.ndarray, evaluate, budget: 
     """Pattern search on the super-bucket boundaries against the two-level padding.
 
     Each boundary is moved by ±step (in cut positions) while the final padding falls; the step
-    halves down to 1. Stops after ``budget`` evaluations. Only improvements are accepted.
+    halves down to 1 (or 1/POLISH_RESOLUTION of the positions on big collections, where finer moves
+    change nothing that matters). Stops after ``budget`` evaluations. Only improvements are accepted.
     """
     bounds = bounds.copy()
     g = len(bounds)
@@ -308,7 +314,8 @@ def _polish(bounds: np.ndarray, score: int, cuts: np.ndarray, evaluate, budget: 
         return bounds, score
     spent = 0
     step = max(1, len(cuts) // (4 * (g + 1)))
-    while step >= 1 and spent < budget:
+    finest = max(1, len(cuts) // POLISH_RESOLUTION)
+    while step >= finest and spent < budget:
         improved = False
         for i in range(g):
             lo = bounds[i - 1] + 1 if i else 0
