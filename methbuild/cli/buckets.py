@@ -24,8 +24,8 @@ class _Budget(click.ParamType):
 
 @click.command("buckets")
 @click.argument("input", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("plan"), show_default=True,
-              help="Output prefix: writes PREFIX.csv, PREFIX.json and PREFIX.png.")
+@click.option("--out", type=str, default="plan", show_default=True,
+              help="Output prefix: writes PREFIX.csv, PREFIX.json and PREFIX.png (a folder: FOLDER/plan.*).")
 @click.option("--superbuckets", "-K", type=int, default=4, show_default=True,
               help="K: super-buckets, cut by pixel count (w·h).")
 @click.option("--buckets", "-M", type=int, default=4, show_default=True,
@@ -83,6 +83,8 @@ def command(input, out, superbuckets, buckets, memory_budget, model, dtype, trai
                    dtype=dtype, train=train, activations=activations, seed=seed, max_batch=max_batch,
                    restarts=restarts, skip_unreadable=skip_unreadable)
     opts.check()
+    if out.endswith(("/", "\\")) or Path(out).is_dir():
+        out = str(Path(out) / "plan")
     csv_path, json_path, png_path = plan_paths(out)
     folder = ensure_writable_dir(csv_path.parent if str(csv_path.parent) else Path("."), "output folder")
     clean_stale_temps(folder)

@@ -154,3 +154,13 @@ def test_live_activations_allow_bigger_inference_batches(tmp_path):
     a = json.loads((tmp_path / "all.json").read_text())["buckets"]
     b = json.loads((tmp_path / "live.json").read_text())["buckets"]
     assert all(y["max_fitting_batch"] > 1.8 * x["max_fitting_batch"] for x, y in zip(a, b))
+
+
+def test_out_as_a_folder(tmp_path):
+    _meth_csv(tmp_path / "m.csv", n=60)
+    (tmp_path / "plans").mkdir()
+    assert buckets(tmp_path / "m.csv", "--out", tmp_path / "plans", "--memory-budget", "1TB", "--no-plot").returncode == 0
+    assert buckets(tmp_path / "m.csv", "--out", f"{tmp_path / 'new'}/", "--memory-budget", "1TB",
+                   "--no-plot").returncode == 0
+    for d in ("plans", "new"):
+        assert (tmp_path / d / "plan.csv").is_file() and (tmp_path / d / "plan.json").is_file()
