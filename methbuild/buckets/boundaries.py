@@ -290,7 +290,7 @@ def bucketize(w, h, superbuckets: int, buckets: int, *, method: str = "b2b", see
         ar_sorted = aspect_key(ws[a:b][sub_order], hs[a:b][sub_order])
         aspect_bounds.append([float(ar_sorted[p]) for p in part.starts[1:]])
         ends = np.append(part.starts[1:], b - a)
-        for g, (p0, p1) in enumerate(zip(part.starts, ends)):
+        for p0, p1 in zip(part.starts, ends):
             bucket_of[idx[sub_order[p0:p1]]] = len(bucket_super)
             bucket_super.append(s)
         if len(part.starts) < buckets:

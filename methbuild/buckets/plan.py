@@ -87,8 +87,8 @@ def usable_sizes(sizes: pd.DataFrame, input_name: str, skip_unreadable: bool) ->
     return good, bad
 
 
-def make_plan(sizes: pd.DataFrame, opts: Options, *, input_name: str = "", excluded: pd.DataFrame | None = None,
-              log=None) -> Plan:
+def make_plan(sizes: pd.DataFrame, opts: Options, *, input_name: str = "",
+              excluded: pd.DataFrame | None = None) -> Plan:
     """Bucket the images of ``sizes`` (columns ``path``, optional ``id``, ``width``, ``height``)."""
     opts.check()
     t0 = time.perf_counter()
