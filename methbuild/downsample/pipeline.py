@@ -45,7 +45,7 @@ from methbuild.io.imagenet_batches import (FILE_MODE, FORMATS, TRAIN_STEMS, VAL_
 WORK_DIR = ".downsample-work"
 SUMMARY = "downsample.json"
 SHUFFLE_KEY = 7  # spawn key of the train shuffle under the user's seed
-FLUSH_SECONDS = 5.0  # how often finished chunks are made durable (fsync + log)
+FLUSH_SECONDS = 1.0  # finished chunks are made durable (fsync + log) at most this far apart
 
 
 class IncompleteRun(RuntimeError):
@@ -227,7 +227,7 @@ def _resize(states: list[_SplitState], opts: Options, chunk_size: int, progress:
     if done_rows and opts.progress:
         tqdm.write(f"resuming: {done_rows:,} of {total:,} images already resized", file=sys.stderr)
     pending: list[dict] = []
-    last_flush = time.monotonic()
+    last_flush = float("-inf")  # the first finished chunk is made durable at once
     errors: list[str] = []
 
     def flush() -> None:

@@ -181,9 +181,22 @@ def test_pickles_load_on_any_numpy():
     assert d["data"].flags.writeable and d["data"].tolist() == [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]]
 
 
+def big_tree(root: Path, n_train: int, n_val: int) -> None:
+    """Large JPEGs (slow to decode, so a run can be interrupted), cheap to make: shifts of one photo."""
+    from tests.downsample.imagenet_tree import photo  # noqa: PLC0415
+
+    base = photo(np.random.default_rng(5), 1600, 1200)
+    for split, n in (("train", n_train), ("val", n_val)):
+        for k in range(n):
+            d = root / split / WNIDS[k % 3]
+            d.mkdir(parents=True, exist_ok=True)
+            img = np.roll(base, (37 * k, 53 * k), axis=(0, 1))
+            Image.fromarray(img).save(d / f"{split}_{k:03d}.JPEG", "JPEG", quality=85)
+
+
 def test_interrupted_run_resumes_to_the_same_output(tmp_path):
     src = tmp_path / "src"
-    make_tree(src, n_train=10, n_val=10, oddities=False, size=(1600, 1200))  # slow enough to interrupt
+    big_tree(src, 60, 12)
     out = tmp_path / "out"
     args = ["-m", "methbuild", "downsample", str(src), "--size", "32", "--out", str(out), "--exact",
             "--workers", "1", "--chunk-size", "2", "--quiet"]
@@ -191,17 +204,19 @@ def test_interrupted_run_resumes_to_the_same_output(tmp_path):
     log = out / ".downsample-work" / "progress.jsonl"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
-        if log.exists() and '"split": "train"' in log.read_text():  # train durable, val under way
+        if log.exists() and '"chunk"' in log.read_text():  # some chunks durable (flushed every second)
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.005)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be interrupted"
     assert not (out / "val_data").exists() and not (out / "downsample.json").exists()
+    assert not (out / "train_data_batch_1").exists()  # batches only once every image is resized
 
     resumed = run_cli(*args[2:])
     assert resumed.returncode == 0, resumed.stderr
     assert "(resumed)" in resumed.stdout
+    assert 0 < json.loads((out / "downsample.json").read_text())["images_resized"] < 72  # not all redone
     assert not (out / ".downsample-work").exists()
     assert not [n for n in os.listdir(out) if ".tmp-" in n]
     clean = tmp_path / "clean"
