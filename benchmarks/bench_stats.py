@@ -174,6 +174,19 @@ def main() -> None:
     print(f"listing+sampling: median {secs:.2f} s ({n_tree / secs:,.0f} entries/s); peak RSS {peak:.0f} MB "
           f"(after the imports: {imp:.0f} MB; listing and sampling add {peak - imp:.0f} MB)   (target < 500 MB)")
 
+    print(f"\n== the whole command on the {n_tree:,}-entry tree and the {n_files:,} images (overlap by id) ==")
+    out = OUT / "command"
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "methbuild", "stats", str(tree), str(root), "--name", "tree",
+                           "--name", "images", "--out", str(out), "--fresh"], capture_output=True, text=True,
+                          cwd=REPO)
+    secs = time.perf_counter() - t
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest process run so far
+    print(f"methbuild stats: {secs:.1f} s, peak RSS of the largest process {rss:.0f} MB")
+
 
 if __name__ == "__main__":
     main()

@@ -33,7 +33,7 @@ from methbuild.stats import figure as figure_mod
 from methbuild.stats.headers import read_chunk
 from methbuild.stats.inputs import (Listing, Manifest, chunk_results_to_table, folder_chunks, is_manifest,
                                     list_images, manifest_sizes, read_manifest, run_chunks, sample_positions)
-from methbuild.stats.overlap import OVERLAP_BY, folder_keys, manifest_keys, overlap_table
+from methbuild.stats.overlap import OVERLAP_BY, folder_keys, key_hashes, manifest_keys, overlap_table
 
 GROUPS = figure_mod.GROUPS
 DEFAULT_SAMPLE = 100_000  # paper 000: "for the three datasets larger than 100,000 images we take a sample of that size"
@@ -133,14 +133,21 @@ def summarize(images: pd.DataFrame, specs: Sequence[InputSpec], listed: dict[str
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).round(6)
 
 
-def _problems_of(images: pd.DataFrame) -> list[dict]:
-    out = []
-    bad = images.loc[images["error"].notna(), ["input", "path", "error"]]
-    out.extend({"input": r.input, "path": r.path, "problem": f"unreadable: {r.error}"} for r in bad.itertuples())
-    tr = images.loc[images["truncated"], ["input", "path", "format"]]
-    out.extend({"input": r.input, "path": r.path, "problem": f"truncated: the {r.format} file ends before its end "
-                "marker (size from the header kept)"} for r in tr.itertuples())
-    return out
+PROBLEM_COLUMNS = ["input", "path", "problem"]
+
+
+def _problems_of(images: pd.DataFrame) -> list[pd.DataFrame]:
+    """Unreadable and truncated images as problem tables (vectorised: there may be 100,000 of them)."""
+    bad = images.loc[images["error"].notna(), ["input", "path"]].copy()
+    bad["problem"] = "unreadable: " + images.loc[bad.index, "error"].astype(str)
+    tr = images.loc[images["truncated"], ["input", "path"]].copy()
+    tr["problem"] = ("truncated: the " + images.loc[tr.index, "format"].astype(str)
+                     + " file ends before its end marker (size from the header kept)")
+    return [bad, tr]
+
+
+def _problem_frame(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=PROBLEM_COLUMNS)
 
 
 def collect(inputs: Sequence[str | os.PathLike], *, names: Sequence[str] = (), groups: Sequence[str] = (),
@@ -197,7 +204,9 @@ def collect(inputs: Sequence[str | os.PathLike], *, names: Sequence[str] = (), g
             t = manifest_sizes(manifests[s.name], positions[s.name])
         t.insert(0, "input", s.name)
         tables.append(t[["input", "path", "width", "height", "format", "error", "truncated"]])
+    del results, items  # the raw chunk results are no longer needed
     images = pd.concat(tables, ignore_index=True)
+    del tables
     w = images["width"].astype("Float64")
     h = images["height"].astype("Float64")
     images["product_size"] = (images["width"] * images["height"]).astype("Int64")
@@ -207,27 +216,25 @@ def collect(inputs: Sequence[str | os.PathLike], *, names: Sequence[str] = (), g
     summary = summarize(images, specs, listed)
 
     # 3. Problems: everything that was skipped, unreadable or suspicious.
-    problems = []
-    for s in specs:
-        if s.kind == "folder":
-            problems.extend({"input": s.name, "path": p, "problem": why} for p, why in listings[s.name].problems)
+    problems = [_problem_frame([(s.name, p, why) for p, why in listings[s.name].problems])
+                for s in specs if s.kind == "folder"]
     problems.extend(_problems_of(images))
 
-    # 4. Overlaps between every ordered pair of inputs (on all their images, not the sample).
+    # 4. Overlaps between every ordered pair of inputs (on all their images, not the sample), keys as
+    #    64-bit hashes so that a million names cost 8 MB.
     overlap = None
     if len(specs) >= 2:
-        keys = []
+        hashes = []
         for s in specs:
             kw = dict(workers=workers, progress=progress, cache_dir=cache_dir, desc=f"sha256 of {s.name}")
             if s.kind == "folder":
                 k, probs = folder_keys(listings[s.name], overlap_by, **kw)
             else:
                 k, probs = manifest_keys(manifests[s.name], overlap_by, **kw)
-            keys.append(k)
-            problems.extend({"input": s.name, "path": p, "problem": f"not compared by content: {why}"}
-                            for p, why in probs)
-        overlap = overlap_table([s.name for s in specs], keys)
-    problems_df = pd.DataFrame(problems, columns=["input", "path", "problem"])
+            hashes.append(key_hashes(k))
+            problems.append(_problem_frame([(s.name, p, f"not compared by content: {why}") for p, why in probs]))
+        overlap = overlap_table([s.name for s in specs], hashes)
+    problems_df = pd.concat([p for p in problems if len(p)] or [_problem_frame([])], ignore_index=True)
 
     rows = figure_mod.box_rows(images, [s.name for s in specs], [s.group for s in specs])
     report = StatsReport(specs, images, summary, problems_df, overlap, rows)

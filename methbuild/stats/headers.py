@@ -195,6 +195,8 @@ def _fast(path) -> tuple[int, int, str, bool] | None:
         raise ValueError(f"cannot open: {exc.strerror or exc}") from None
     try:
         head = os.pread(fd, HEAD_BYTES, 0)
+        if not head:
+            raise ValueError("not a readable image: empty file")
         size = len(head) if len(head) < HEAD_BYTES else os.fstat(fd).st_size  # a short read is the whole file
         try:
             if head[:3] == b"\xff\xd8\xff":
@@ -236,7 +238,10 @@ def _pillow_header(path: str) -> Header:
     """
     from methbuild.io.imageinfo import probe
 
-    info = probe(path)
+    try:
+        info = probe(path)
+    except ValueError as exc:  # Pillow names the file; the caller knows it: keep the message short and shared
+        raise ValueError(str(exc).replace(f" {path!r}", "").replace(f" '{path}'", "")) from None
     if info.format == "TIFF" and info.orientation in TRANSPOSED:
         from PIL import Image
 

@@ -100,14 +100,18 @@ class Listing:
     def relpath(self, i: int) -> str:
         return os.fsdecode(self.relpath_bytes(i))
 
-    def stems(self) -> list[str]:
-        """File name without folder and extension, for every file (MetH files are ``<objectID>.jpg``)."""
-        out = []
-        for i in range(len(self)):
-            name = os.fsdecode(self._name(i))
+    def iter_stems(self):
+        """File name without folder and extension, for every file in order (MetH files are ``<objectID>.jpg``)."""
+        names, ends = self.names, self.ends
+        start = 0
+        for end in ends:
+            name = os.fsdecode(bytes(names[start:end]))
+            start = end
             stem, dot, _ = name.rpartition(".")
-            out.append(stem if dot else name)
-        return out
+            yield stem if dot else name
+
+    def stems(self) -> list[str]:
+        return list(self.iter_stems())
 
 
 def _is_image_name(name: str) -> bool:
@@ -366,30 +370,33 @@ def folder_chunks(listing: Listing, positions: np.ndarray, cache_dir: Path | Non
 
 def chunk_results_to_table(items, results) -> pd.DataFrame:
     """Assemble the per-chunk results (``TaskResult`` list, in the order of ``items``) into one size table."""
-    paths = np.array([os.fsdecode(r) for _, blob, _ in items for r in blob.split(b"\0")], dtype=object)
+    rels = [blob.split(b"\0") for _, blob, _ in items]
+    paths = np.array([os.fsdecode(r) for part in rels for r in part], dtype=object)
     n = len(paths)
     w = np.full(n, np.nan)
     h = np.full(n, np.nan)
     fmts = np.full(n, "", dtype=object)
     errors = np.full(n, None, dtype=object)
     trunc = np.zeros(n, dtype=bool)
-    for k, res in enumerate(results):
-        lo = k * CHUNK
-        hi = min(n, lo + CHUNK)
+    shared: dict[str, str] = {}  # one object per distinct format / error text (100,000 copies are 10+ MB)
+    lo = 0
+    for part, res in zip(rels, results):
+        hi = lo + len(part)
         if not res.ok:  # the whole task failed (a bug or a dead worker): every file of it is unreadable
             errors[lo:hi] = f"not read: {res.error}"
-            continue
-        v = res.value
-        ww = np.asarray(v["w"], dtype=float)
-        hh = np.asarray(v["h"], dtype=float)
-        ww[ww < 0] = np.nan
-        hh[hh < 0] = np.nan
-        w[lo:hi], h[lo:hi] = ww, hh
-        fmts[lo:hi] = v["f"]
-        for i, msg in v["e"].items():
-            errors[lo + int(i)] = msg
-        for i in v["t"]:
-            trunc[lo + i] = True
+        else:
+            v = res.value
+            ww = np.asarray(v["w"], dtype=float)
+            hh = np.asarray(v["h"], dtype=float)
+            ww[ww < 0] = np.nan
+            hh[hh < 0] = np.nan
+            w[lo:hi], h[lo:hi] = ww, hh
+            fmts[lo:hi] = [shared.setdefault(f, f) for f in v["f"]]
+            for i, msg in v["e"].items():
+                errors[lo + int(i)] = shared.setdefault(msg, msg)
+            for i in v["t"]:
+                trunc[lo + i] = True
+        lo = hi
     return _table(paths, w, h, fmts, errors, trunc)
 
 
