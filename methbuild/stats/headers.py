@@ -85,10 +85,13 @@ def _jpeg(fd: int, head: bytes, size: int) -> tuple[int, int, int]:
     buf, base = head, 0  # buf holds file bytes [base, base + len(buf)); usually the first read
     pos = 2
     orientation = 0  # 0 = no Exif APP1 seen yet (Pillow reads the first one)
+    frame = None  # (width, height) once the frame header is seen
     unpack_from = struct.unpack_from
     while True:
         off = pos - base
         if off < 0 or off + 9 > len(buf):  # the next marker lies beyond what was read: read on
+            if frame is not None:  # not worth another read just for a misplaced Exif block
+                return frame[0], frame[1], 1
             if pos + 4 > size:
                 raise _Fallback("no frame header")
             buf, base, off = os.pread(fd, MORE_BYTES, pos), pos, 0
@@ -106,21 +109,25 @@ def _jpeg(fd: int, head: bytes, size: int) -> tuple[int, int, int]:
         (length,) = unpack_from(">H", buf, off + 2)
         if length < 2:
             raise _Fallback("bad segment length")
-        if marker in _SOF:
-            if off + 9 > len(buf):
-                raise _Fallback("file ends inside the frame header")
+        if marker in _SOF and frame is None:
             height, width = unpack_from(">HH", buf, off + 5)
             if width == 0 or height == 0:  # height defined later by a DNL marker: let Pillow say
                 raise _Fallback("zero size in frame header")
-            return width, height, orientation or 1
-        if marker == 0xE1 and orientation == 0:
+            if orientation:
+                return width, height, orientation
+            frame = (width, height)  # Pillow reads markers up to the scan: an Exif block may still come
+        elif marker == 0xE1 and orientation == 0:
             seg = buf[off + 4:off + 2 + length]
             if len(seg) < length - 2:
                 seg = os.pread(fd, length - 2, pos + 4)
             if seg.startswith(b"Exif\x00\x00"):
                 orientation = _exif_orientation(seg)
-        elif marker == 0xDA or marker == 0xD9:  # scan or end before any frame header
-            raise _Fallback("no frame header before scan")
+                if frame is not None:
+                    return frame[0], frame[1], orientation
+        elif marker == 0xDA or marker == 0xD9:  # the scan (or the end): no more header
+            if frame is None:
+                raise _Fallback("no frame header before scan")
+            return frame[0], frame[1], 1
         pos += 2 + length
 
 

@@ -83,3 +83,20 @@ def test_jpeg_with_trailing_bytes_after_end_marker_is_not_truncated(tmp_path):
     p = save(tmp_path / "trailer.jpg", 90, 80, "JPEG")
     p.write_bytes(p.read_bytes() + b"\0" * 100)
     assert read_header(p).truncated is False
+
+
+def test_exif_block_after_the_frame_header_still_rotates(tmp_path):
+    # Non-standard but seen in the wild: APP1 Exif placed after SOF0. Pillow reads markers up to the scan.
+    p = save(tmp_path / "late.jpg", 120, 80, "JPEG", orientation=6)
+    data = p.read_bytes()
+    app1 = data.index(b"\xff\xe1")
+    length = int.from_bytes(data[app1 + 2:app1 + 4], "big")
+    seg = data[app1:app1 + 2 + length]
+    rest = data[:app1] + data[app1 + 2 + length:]
+    sof = rest.index(b"\xff\xc0")
+    sof_len = int.from_bytes(rest[sof + 2:sof + 4], "big")
+    moved = rest[:sof + 2 + sof_len] + seg + rest[sof + 2 + sof_len:]
+    p.write_bytes(moved)
+    info = probe(p)
+    hd = read_header(p)
+    assert (hd.width, hd.height) == (info.width, info.height) == (80, 120)
