@@ -1,14 +1,21 @@
-"""Run one CPU-bound function over many items, in a local process pool.
+"""Run one CPU-bound function over many items: a local process pool, or a Dask cluster.
 
-Every heavy command (render, decode, resize, encode) goes through :func:`run_tasks`:
-the task function is a plain module-level function of one item, so the same function runs
-inline, in a process pool, or (later) on a distributed cluster. Failures are returned as
-values, never raised out of the loop, so one bad item cannot stop a batch; a bound on the
-tasks in flight keeps memory flat however many items there are.
+Every heavy command (render, decode, resize, encode) goes through :func:`run_tasks` /
+:func:`iter_tasks`: the task function is a plain module-level function of one item, so the
+same function runs inline, in a local process pool, or on Dask distributed workers. Failures
+are returned as values, never raised out of the loop, so one bad item cannot stop a batch; a
+bound on the tasks in flight keeps memory flat however many items there are.
+
+The engine is chosen once per command: by default the local pool; inside
+``with use_scheduler("tcp://HOST:PORT")`` (or ``"local:N"`` for a ``LocalCluster`` of N
+single-threaded worker processes on 127.0.0.1) every call goes to that Dask cluster. Outputs
+do not depend on the engine: items are seeded by their own keys, never by where they ran.
+A worker that dies mid-task has its tasks rerun elsewhere by the scheduler.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -17,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tqdm import tqdm
+
+from methbuild.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -35,27 +44,127 @@ class TaskResult:
 
 def default_workers() -> int:
     """CPUs this process may use (respects affinity masks and container limits)."""
+    active = _ACTIVE.get("client")
+    if active is not None:
+        return max(1, len(active.scheduler_info().get("workers", {})) or 1)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
 
 
-def _call(fn: Callable[[Any], Any], index: int, item: Any) -> TaskResult:
-    try:
-        return TaskResult(index, item, fn(item))
-    except Exception as exc:  # collected per item, reported by the caller
-        return TaskResult(index, item, error=f"{type(exc).__name__}: {exc}")
+_WORKER_READY = False
 
 
 def _init_worker() -> None:
     # One worker = one core: keep OpenCV and BLAS from spawning threads that fight the pool.
+    global _WORKER_READY
+    _WORKER_READY = True
     try:
         import cv2
 
         cv2.setNumThreads(1)
     except Exception:  # pragma: no cover - cv2 always present, but a pool must not die of it
         pass
+
+
+def _call(fn: Callable[[Any], Any], index: int, item: Any) -> TaskResult:
+    if not _WORKER_READY:  # a Dask worker process: no pool initializer ran there
+        _init_worker()
+    try:
+        return TaskResult(index, item, fn(item))
+    except Exception as exc:  # collected per item, reported by the caller
+        return TaskResult(index, item, error=f"{type(exc).__name__}: {exc}")
+
+
+# ----------------------------------------------------------------------------- Dask
+
+_ACTIVE: dict[str, Any] = {}
+CONNECT_TIMEOUT_S = 5
+
+
+def _connect(scheduler: str):
+    """A ``distributed.Client`` for ``tcp://HOST:PORT`` or ``local:N``; a UserError when it cannot."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise UserError("--scheduler needs Dask: pip install 'methbuild[distributed]'") from None
+    import dask
+
+    if scheduler.startswith("local:"):
+        try:
+            n = int(scheduler.split(":", 1)[1])
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise UserError(f"--scheduler {scheduler!r}: write local:N with N >= 1 workers")
+        # One single-threaded worker process per core, like the local pool; no dashboard port.
+        with dask.config.set({"distributed.worker.daemon": False, "logging.distributed": "error"}):
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                   dashboard_address=None, silence_logs=40)
+        return Client(cluster), cluster
+    if not scheduler.startswith(("tcp://", "tls://")):
+        raise UserError(f"--scheduler {scheduler!r}: expected tcp://HOST:PORT or local:N")
+    try:
+        with dask.config.set({"distributed.comm.timeouts.connect": f"{CONNECT_TIMEOUT_S}s"}):
+            client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
+    except (OSError, TimeoutError) as exc:
+        raise UserError(f"cannot reach the Dask scheduler at {scheduler} within {CONNECT_TIMEOUT_S} s: {exc}") from None
+    return client, None
+
+
+@contextlib.contextmanager
+def use_scheduler(scheduler: str | None) -> Iterator[Any]:
+    """Within this block every :func:`run_tasks` / :func:`iter_tasks` runs on ``scheduler``.
+
+    ``None`` keeps the local process pool. Yields the Dask client (or None).
+    """
+    if not scheduler:
+        yield None
+        return
+    client, cluster = _connect(scheduler)
+    _ACTIVE["client"] = client
+    try:
+        yield client
+    finally:
+        _ACTIVE.pop("client", None)
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def active_client():
+    """The Dask client of the enclosing :func:`use_scheduler`, or None."""
+    return _ACTIVE.get("client")
+
+
+def _iter_dask(client, fn: Callable[[Any], Any], items: Iterable[Any], limit: int) -> Iterator[TaskResult]:
+    from dask.distributed import as_completed
+
+    pending = as_completed()
+    n_pending = 0
+    for i, item in enumerate(items):
+        # pure=False: never deduplicate two items that happen to look alike
+        pending.add(client.submit(_call, fn, i, item, pure=False, retries=2))
+        n_pending += 1
+        if n_pending >= limit:
+            fut = next(pending)
+            n_pending -= 1
+            yield _dask_result(fut, i)
+    for fut in pending:
+        yield _dask_result(fut, -1)
+
+
+def _dask_result(fut, index: int) -> TaskResult:
+    try:
+        return fut.result()
+    except Exception as exc:  # the task itself never raises (_call catches): this is the cluster failing
+        raise RuntimeError(f"Dask task failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        fut.release()
+
+
+# ----------------------------------------------------------------------------- the interface
 
 
 def iter_tasks(
@@ -66,6 +175,10 @@ def iter_tasks(
     max_in_flight: int | None = None,
 ) -> Iterator[TaskResult]:
     """Yield a :class:`TaskResult` per item as it completes (not in input order)."""
+    client = active_client()
+    if client is not None:
+        yield from _iter_dask(client, fn, items, max_in_flight or default_workers() * 4)
+        return
     workers = workers or default_workers()
     if workers <= 1:
         _init_worker()

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from methbuild.cli._options import scheduler_option
+
 from methbuild.errors import UserError
 
 
@@ -33,6 +35,7 @@ from methbuild.errors import UserError
 @click.option("--api-rate", type=click.FloatRange(min=0.01, max=80), default=10.0, show_default=True,
               help="Crawler: maximum API requests per second (adaptive).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@scheduler_option
 def command(name, manifest, out, met, metadata, api_url, seed, scale, workers, concurrency, api_rate, quiet) -> int:
     """Build a MetH dataset: meth-medium, meth-cultures, meth-period or meth-sr.
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from methbuild.cli._options import scheduler_option
+
 from methbuild.synth.ultramnist import MAX_SIZE, MIN_SIZE, SPLITS, Options, generate
 
 
@@ -29,6 +31,7 @@ from methbuild.synth.ultramnist import MAX_SIZE, MIN_SIZE, SPLITS, Options, gene
 @click.option("--board", type=click.Choice(["checker", "random"]), default="checker", show_default=True,
               help="Background board: alternating cells (the paper) or random cells (the reference code).")
 @click.option("--preview", is_flag=True, help="Also write DIR/preview.png, a contact sheet with the digit boxes.")
+@scheduler_option
 def command(n, size, split, seed, out, workers, fmt, quality, mnist, board, preview) -> None:
     """Generate UltraMNIST: 3–5 MNIST digits of extreme scale (14–2128 px at 4000²) whose sum
     (0–27) is the label, over XOR-ed circles, triangles and a sheared board.

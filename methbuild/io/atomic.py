@@ -18,6 +18,16 @@ from methbuild.errors import UserError
 TMP_MARK = ".tmp-"
 
 
+def _default_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give: 0o666 less the process umask."""
+    old = os.umask(0)
+    os.umask(old)
+    return 0o666 & ~old
+
+
+_FILE_MODE = _default_mode()
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -40,6 +50,7 @@ def atomic_path(final: str | os.PathLike, *, fsync: bool = True) -> Iterator[Pat
     """
     final = Path(final)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}{TMP_MARK}", dir=final.parent)
+    os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600 files; outputs are meant to be shared like any other file
     os.close(fd)
     tmp = Path(tmp_name)
     try:
