@@ -17,6 +17,10 @@ def _fmt(v, spec: str) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
+def _pct(v) -> str:
+    return "-" if v is None or math.isnan(v) else f"{100 * v:.1f}%"
+
+
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
@@ -75,7 +79,7 @@ def command(inputs, names, groups, sample, seed, out, workers, overlap_by, no_fi
     rows = [[r.input, r.group, f"{r.listed:,}", f"{r.images:,}", f"{r.unreadable:,}", f"{r.truncated:,}",
              _fmt(r.mp_min, ".2f"), _fmt(r.mp_median, ".2f"), _fmt(r.mp_mean, ".2f"), _fmt(r.mp_max, ".2f"),
              _fmt(r.ar_q1, ".2f"), _fmt(r.ar_median, ".2f"), _fmt(r.ar_q3, ".2f"),
-             _fmt(100 * r.portrait_share, ".1f") + "%", _fmt(100 * r.share_ge_500x500, ".1f") + "%"]
+             _pct(r.portrait_share), _pct(r.share_ge_500x500)]
             for r in s.itertuples()]
     click.echo()
     _print_table(header, rows)

@@ -180,7 +180,7 @@ def collect(inputs: Sequence[str | os.PathLike], *, names: Sequence[str] = (), g
             manifests[s.name] = m = read_manifest(s.path)
             listed[s.name] = len(m)
         else:
-            listings[s.name] = lst = list_images(s.path)
+            listings[s.name] = lst = list_images(s.path, progress=progress, desc=f"listing {s.name}")
             listed[s.name] = len(lst)
         positions[s.name] = sample_positions(listed[s.name], sample or None, seed)
 

@@ -119,8 +119,13 @@ def _is_image_name(name: str) -> bool:
     return bool(dot) and ext.lower() in IMAGE_EXTENSIONS
 
 
-def list_images(root: str | os.PathLike) -> Listing:
-    """List the image files under ``root`` recursively (see the module notes); never raises for a bad entry."""
+def list_images(root: str | os.PathLike, *, progress: bool = False, desc: str = "listing") -> Listing:
+    """List the image files under ``root`` recursively (see the module notes); never raises for a bad entry.
+
+    Hidden files and folders (name starting with ".") are skipped silently, as a file browser does.
+    """
+    from tqdm import tqdm
+
     root = Path(root)
     listing = Listing(root=root)
     try:
@@ -129,6 +134,7 @@ def list_images(root: str | os.PathLike) -> Listing:
         raise UserError(f"cannot read input folder {str(root)!r}: {exc.strerror or exc}") from None
     seen = {(st.st_dev, st.st_ino)}
     stack = [""]  # relative folders still to visit, popped depth first in name order
+    bar = tqdm(desc=desc, unit=" files", disable=not progress or None, dynamic_ncols=True, mininterval=0.5)
     while stack:
         rel = stack.pop()
         folder = os.path.join(root, rel) if rel else str(root)
@@ -138,6 +144,8 @@ def list_images(root: str | os.PathLike) -> Listing:
             with os.scandir(folder) as it:
                 for entry in it:
                     name = entry.name
+                    if name.startswith("."):
+                        continue
                     try:
                         if entry.is_dir(follow_symlinks=False):
                             subdirs.append(name)
@@ -159,7 +167,7 @@ def list_images(root: str | os.PathLike) -> Listing:
                                 continue
                         if _is_image_name(name):
                             files.append(name)
-                        elif not name.startswith("."):
+                        else:
                             listing.other_files += 1
                             if listing.other_files <= MAX_LISTED_OTHERS:
                                 listing.problems.append((_join(rel, name), "not an image file name: skipped"))
@@ -177,6 +185,7 @@ def list_images(root: str | os.PathLike) -> Listing:
                 names += os.fsencode(name)
                 ends.append(len(names))
             dir_of.extend([di] * len(files))
+            bar.update(len(files))
         # Real (non-symlink) subfolders: remember their inode too, so a symlink to one is not visited twice.
         for name in sorted(subdirs, reverse=True):
             sub = _join(rel, name)
@@ -191,6 +200,7 @@ def list_images(root: str | os.PathLike) -> Listing:
                 continue
             seen.add(key)
             stack.append(sub)
+    bar.close()
     return listing
 
 
@@ -422,7 +432,7 @@ def read_sizes(input: str | os.PathLike, *, sample: int | None = None, seed: int
         raise UserError(f"input {str(path)!r} does not exist")
     if not path.is_dir():
         raise UserError(f"input {str(path)!r} is neither a folder nor a .csv/.parquet manifest")
-    listing = list_images(path)
+    listing = list_images(path, progress=progress)
     positions = sample_positions(len(listing), sample, seed)
     return read_listing_sizes(listing, positions, workers=workers, progress=progress, cache_dir=cache_dir)
 

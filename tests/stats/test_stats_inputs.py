@@ -22,6 +22,7 @@ def make_tree(root):
     save(root / "c" / "d" / "deep.webp", 7, 9, "WEBP")
     (root / "notes.txt").write_text("hello")
     (root / ".hidden").write_text("x")
+    save(root / ".thumbnails" / "t.jpg", 8, 8, "JPEG")  # hidden folders are skipped like hidden files
     (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
     return root
 
