@@ -40,7 +40,7 @@ DEFAULT_SAMPLE = 100_000  # paper 000: "for the three datasets larger than 100,0
 HR_SIDE = 500  # high resolution = at least 500×500 (SPEC §2)
 
 SUMMARY_COLUMNS = [
-    "input", "group", "kind", "listed", "sampled", "images", "unreadable", "truncated",
+    "input", "group", "kind", "listed", "sampled", "images", "unreadable", "truncated", "other_files", "formats",
     "mp_min", "mp_q1", "mp_median", "mp_q3", "mp_max", "mp_mean",
     "ar_min", "ar_q1", "ar_median", "ar_q3", "ar_max", "ar_mean",
     "portrait_share", "share_ge_500x500", "share_gt_12mp",
@@ -110,8 +110,19 @@ def resolve_inputs(paths: Sequence[str | os.PathLike], names: Sequence[str] = ()
     return specs
 
 
-def summarize(images: pd.DataFrame, specs: Sequence[InputSpec], listed: dict[str, int]) -> pd.DataFrame:
-    """One row per input (:data:`SUMMARY_COLUMNS`); megapixels = w·h / 10⁶, aspect ratio = w / h."""
+def _formats(fmts: pd.Series) -> str:
+    counts = fmts.fillna("?").value_counts()
+    return " ".join(f"{k}:{v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def summarize(images: pd.DataFrame, specs: Sequence[InputSpec], listed: dict[str, int],
+              other_files: dict[str, int] | None = None) -> pd.DataFrame:
+    """One row per input (:data:`SUMMARY_COLUMNS`); megapixels = w·h / 10⁶, aspect ratio = w / h.
+
+    ``other_files``: per folder input, files skipped for not having an image extension;
+    ``formats``: the readable images per format, most frequent first (``JPEG:950 PNG:50``).
+    """
+    other_files = other_files or {}
     rows = []
     for s in specs:
         sub = images.loc[images["input"] == s.name]
@@ -119,7 +130,9 @@ def summarize(images: pd.DataFrame, specs: Sequence[InputSpec], listed: dict[str
         w = sub.loc[ok, "width"].to_numpy(dtype="float64")
         h = sub.loc[ok, "height"].to_numpy(dtype="float64")
         row = {"input": s.name, "group": s.group, "kind": s.kind, "listed": listed[s.name], "sampled": len(sub),
-               "images": int(ok.sum()), "unreadable": int((~ok).sum()), "truncated": int(sub["truncated"].sum())}
+               "images": int(ok.sum()), "unreadable": int((~ok).sum()), "truncated": int(sub["truncated"].sum()),
+               "other_files": int(other_files.get(s.name, 0)),
+               "formats": _formats(sub.loc[ok, "format"])}
         for prefix, v in (("mp", w * h / 1e6), ("ar", w / h if len(h) else w)):
             q = np.percentile(v, [0, 25, 50, 75, 100]) if len(v) else [np.nan] * 5
             for key, val in zip(("min", "q1", "median", "q3", "max"), q):
@@ -213,7 +226,7 @@ def collect(inputs: Sequence[str | os.PathLike], *, names: Sequence[str] = (), g
     images["aspect_ratio"] = (w / h).astype("Float64")
     images = images[IMAGE_COLUMNS]
 
-    summary = summarize(images, specs, listed)
+    summary = summarize(images, specs, listed, {n: lst.other_files for n, lst in listings.items()})
 
     # 3. Problems: everything that was skipped, unreadable or suspicious.
     problems = [_problem_frame([(s.name, p, why) for p, why in listings[s.name].problems])

@@ -54,7 +54,8 @@ def test_end_to_end(tmp_path):
 
     s = pd.read_csv(out / "summary.csv").set_index("input")
     r = s.loc["refset"]
-    assert (r.group, r.listed, r.images, r.unreadable, r.truncated) == ("reference", 8, 7, 1, 1)
+    assert (r.group, r.listed, r.images, r.unreadable, r.truncated, r.other_files) == ("reference", 8, 7, 1, 1, 1)
+    assert r.formats == "JPEG:2 PNG:2 BMP:1 GIF:1 WEBP:1"
     # readable: 400×300 640×480 300×400 500×500 1024×768 600×800 64×64
     assert r.portrait_share == round(2 / 7, 6)
     assert r.share_ge_500x500 == round(3 / 7, 6)  # 500×500, 1024×768, 600×800
@@ -84,6 +85,12 @@ def test_rerun_resumes_from_the_cache_and_fresh_rereads(tmp_path):
     cached = sorted(os.listdir(out / ".cache"))
     assert cached and all(c.endswith(".json") for c in cached)
     before = pd.read_parquet(out / "images.parquet")
+    # An interrupted run: a chunk result never written, a temporary file left behind.
+    (out / ".cache" / cached[0]).unlink()
+    (out / ".cache" / f".{cached[0]}.tmp-x1y2").write_text('{"partial')
+    assert run_cli("stats", ref, "--out", out, "--name", "R").returncode == 0
+    assert sorted(os.listdir(out / ".cache")) == cached  # recomputed, the stale temporary file cleaned
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "images.parquet"), before)
     # A cached chunk is trusted: a rerun does not read the files again (an interrupted run resumes).
     for p in ref.rglob("*.jpg"):
         if not p.is_symlink():
