@@ -322,7 +322,8 @@ def make_lowres(task: LowresTask) -> dict:
         strips = BorderStrips.of(hr, _lcm(task.scales))
         for s in todo:
             pixels = mirrored_reduce_array(hr, s, strips)
-            assert pixels.shape[:2] == sizes[s][::-1], (pixels.shape, sizes[s])
+            if pixels.shape[:2] != sizes[s][::-1]:  # never expected: a wrong size must not be written
+                raise RuntimeError(f"x{s} came out {pixels.shape[1]}x{pixels.shape[0]}, expected {sizes[s]}")
             # No fsync per LR file: the rename is atomic, and a file a crash might leave incomplete
             # fails png_size's check (signature, IHDR size, IEND trailer) and is redone on resume.
             write_png(lr_path(task.out, s, task.stem), pixels, icc_profile=profile, fsync=False)
