@@ -17,6 +17,7 @@ stopped, and a rerun with other names, groups or figure options does not read a 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from collections.abc import Sequence
@@ -33,7 +34,8 @@ from methbuild.stats import figure as figure_mod
 from methbuild.stats.headers import read_chunk
 from methbuild.stats.inputs import (Listing, Manifest, chunk_results_to_table, folder_chunks, is_manifest,
                                     list_images, manifest_sizes, read_manifest, run_chunks, sample_positions)
-from methbuild.stats.overlap import OVERLAP_BY, folder_keys, key_hashes, manifest_keys, overlap_table
+from methbuild.stats.overlap import (OVERLAP_BY, check_manifest_keys, folder_keys, key_hashes, manifest_keys,
+                                     overlap_table)
 
 GROUPS = figure_mod.GROUPS
 DEFAULT_SAMPLE = 100_000  # paper 000: "for the three datasets larger than 100,000 images we take a sample of that size"
@@ -173,6 +175,8 @@ def collect(inputs: Sequence[str | os.PathLike], *, names: Sequence[str] = (), g
     if sample is not None and sample < 0:
         raise UserError("--sample must be 0 (everything) or a positive number")
     specs = resolve_inputs(inputs, names, groups)
+    if figure and out is not None and importlib.util.find_spec("matplotlib") is None:
+        raise UserError("the figure needs matplotlib: pip install 'methbuild[plot]', or pass --no-figure")
     cache_dir = None
     if out is not None:
         out = ensure_writable_dir(out)
@@ -191,6 +195,8 @@ def collect(inputs: Sequence[str | os.PathLike], *, names: Sequence[str] = (), g
     for s in specs:
         if s.kind == "manifest":
             manifests[s.name] = m = read_manifest(s.path)
+            if len(specs) >= 2:
+                check_manifest_keys(m, overlap_by)
             listed[s.name] = len(m)
         else:
             listings[s.name] = lst = list_images(s.path, progress=progress, desc=f"listing {s.name}")

@@ -300,7 +300,9 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
         if col is None:
             return None
         s = df[col]
-        return s.where(s.notna(), "").astype(str).str.strip()
+        if pd.api.types.is_float_dtype(s) and (s.dropna() % 1 == 0).all():  # Parquet IDs with gaps: 45734.0
+            s = s.astype("Int64")
+        return s.astype(object).where(s.notna(), "").astype(str).str.strip()
 
     reasons = None
     if want["status"] or want["error"]:

@@ -85,23 +85,26 @@ def folder_keys(listing: Listing, by: str, *, workers=None, progress=True, cache
                        cache_dir=cache_dir, desc=desc)
 
 
-def manifest_keys(m: Manifest, by: str, *, workers=None, progress=True, cache_dir=None, desc="sha256"):
-    """(keys, problems) of every row of a manifest; a UserError when it lacks what ``by`` needs."""
-    if by == "id":
-        if m.ids is not None:
-            return [v or None for v in m.ids.tolist()], []
-        if m.files is not None:
-            return [_stem(v) if v else None for v in m.files.tolist()], []
+def check_manifest_keys(m: Manifest, by: str) -> None:
+    """A UserError, before any work, when a manifest lacks the columns ``--overlap-by`` needs."""
+    if by == "id" and m.ids is None and m.files is None:
         raise UserError(f"manifest {str(m.path)!r} has no ID or image file column to compare by id")
-    if by == "name":
-        if m.files is not None:
-            return [_stem(v) if v else None for v in m.files.tolist()], []
+    if by == "name" and m.files is None:
         raise UserError(f"manifest {str(m.path)!r} has no image file column to compare by name; use --overlap-by id")
-    if m.sha256 is not None:
-        return [v.lower() or None for v in m.sha256.tolist()], []
-    if m.files is None:
+    if by == "sha256" and m.sha256 is None and m.files is None:
         raise UserError(f"manifest {str(m.path)!r} has neither a sha256 nor an image file column "
                         "to compare by content")
+
+
+def manifest_keys(m: Manifest, by: str, *, workers=None, progress=True, cache_dir=None, desc="sha256"):
+    """(keys, problems) of every row of a manifest; a UserError when it lacks what ``by`` needs."""
+    check_manifest_keys(m, by)
+    if by == "id" and m.ids is not None:
+        return [v or None for v in m.ids.tolist()], []
+    if by in ("id", "name"):
+        return [_stem(v) if v else None for v in m.files.tolist()], []
+    if m.sha256 is not None:
+        return [v.lower() or None for v in m.sha256.tolist()], []
     root = os.path.abspath(m.path.parent)
     files = m.files.tolist()
     rels = [os.fsencode(f) for f in files if f]

@@ -148,6 +148,9 @@ def test_crawl_manifest_parquet(tmp_path):
                   "url": ["u"] * 3, "error": ["", "", "HTTP 404"]}).to_parquet(pq)
     df = read_sizes(pq)
     assert df["id"].tolist() == ["1", "2", "3"]
+    gaps = tmp_path / "gaps.parquet"
+    pd.DataFrame({"object_id": [45734.0, None], "width": [1, 2], "height": [3, 4]}).to_parquet(gaps)
+    assert read_sizes(gaps)["id"].tolist() == ["45734", ""]
     assert df["width"].tolist()[:2] == [100, 700]
     assert df["format"].tolist()[:2] == ["JPEG", "PNG"]
     assert "status failed: HTTP 404" in df["error"][2]
