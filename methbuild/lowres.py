@@ -406,10 +406,20 @@ def build_lowres(sources: Sequence[str | os.PathLike], out: str | os.PathLike, *
     workers = min(workers or cpus, len(unique))
     threads = vips_threads or max(1, cpus // workers)
     tasks = [LowresTask(str(p), p.stem, str(out), scales, crop_multiple, threads) for p in unique]
-    results = run_tasks(make_lowres, tasks, workers=workers, desc="lowres", unit="img", progress=progress)
+    previous = _previous_rows(out / CSV_NAME)
+    kept = {t.source: row for t in tasks if (row := _still_complete(previous.get(t.source), t)) is not None}
+    todo = [t for t in tasks if t.source not in kept]
+    done = run_tasks(make_lowres, todo, workers=min(workers, max(1, len(todo))), desc="lowres", unit="img",
+                     progress=progress) if todo else []
+    by_source = {t.source: r for t, r in zip(todo, done)}
     report = LowresReport()
     rows = []
-    for task, res in zip(tasks, results):
+    for task in tasks:
+        if task.source in kept:
+            rows.append(kept[task.source])
+            report.skipped += 1
+            continue
+        res = by_source[task.source]
         if res.ok:
             row = dict(res.value)
             report.hr_megapixels += row.pop("decoded_megapixels")
@@ -435,6 +445,43 @@ def build_lowres(sources: Sequence[str | os.PathLike], out: str | os.PathLike, *
     return report
 
 
+def _previous_rows(path: Path) -> dict[str, dict]:
+    """source -> row of an earlier run's ``lowres.csv`` (empty when there is none or it is unreadable)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return {r["source"]: r for r in csv.DictReader(fh) if r.get("source")}
+    except (OSError, csv.Error, UnicodeDecodeError, KeyError):
+        return {}
+
+
+def _still_complete(row: dict | None, task: LowresTask) -> dict | None:
+    """The earlier row of a finished image, as this run's row, when nothing about it has changed:
+    same crop rule, every scale's PNG whole, of the recorded size and newer than the source.
+    This lets a rerun over thousands of finished images skip them without opening any source."""
+    if not row or row.get("status") not in ("written", "already complete"):
+        return None
+    try:
+        width, height = int(row["width"]), int(row["height"])
+        box = (int(row["crop_left"]), int(row["crop_top"]), int(row["crop_width"]), int(row["crop_height"]))
+        if box != crop_box(width, height, task.crop_multiple) or row.get("stem") != task.stem:
+            return None
+        source_mtime = os.stat(task.source).st_mtime_ns
+        new = {k: row[k] for k in ("source", "stem", "width", "height", "bands", "crop_left", "crop_top",
+                                    "crop_width", "crop_height", "notes")}
+        new["status"] = "already complete"
+        for s in task.scales:
+            size = (box[2] // s, box[3] // s)
+            if (int(row[f"X{s}_width"]), int(row[f"X{s}_height"])) != size:
+                return None
+            if not _is_complete(lr_path(task.out, s, task.stem), size, source_mtime):
+                return None
+            new[f"X{s}_file"], new[f"X{s}_width"], new[f"X{s}_height"] = f"X{s}/{task.stem}.png", *size
+    except (KeyError, TypeError, ValueError, OSError):
+        return None
+    new["error"] = ""
+    return new
+
+
 def _table(rows: list[dict], scales: tuple[int, ...]):
     import pandas as pd
 
@@ -445,7 +492,8 @@ def _table(rows: list[dict], scales: tuple[int, ...]):
     columns.append("error")
     df = pd.DataFrame(rows, columns=columns)
     ints = [c for c in columns if c.endswith(("width", "height", "left", "top")) or c == "bands"]
-    df[ints] = df[ints].astype("Int64")  # failed rows leave them empty, not 0.0
+    for c in ints:  # failed rows leave them empty, not 0.0; kept rows come from the old CSV as text
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
     return df
 
 

@@ -362,3 +362,20 @@ def test_a_changed_source_is_redone(tmp_path):
     report = build_lowres([src], out, scales=(2,), workers=1, progress=False)
     assert report.done == 1
     assert (out / "X2" / "a.png").read_bytes() != first
+
+
+def test_rerun_of_a_finished_set_opens_no_source(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(natural(64, 48, seed=i)).save(src / f"im{i}.png")
+    out = tmp_path / "out"
+    build_lowres(sources_from(src), out, workers=1, progress=False)
+    before = (out / "lowres.csv").read_text()
+    # make a source unreadable but keep its old time: a rerun that decoded it would now fail
+    old = (src / "im1.png").stat()
+    (src / "im1.png").write_bytes(b"not a png any more")
+    os.utime(src / "im1.png", ns=(old.st_atime_ns, old.st_mtime_ns))
+    report = build_lowres(sources_from(src), out, workers=2, progress=False)
+    assert (report.done, report.skipped, report.failed) == (0, 3, 0)
+    assert (out / "lowres.csv").read_text() == before.replace(",written,", ",already complete,")
