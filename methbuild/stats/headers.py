@@ -145,7 +145,7 @@ def _png(fd: int, head: bytes, size: int) -> tuple[int, int, int]:
         if ctype in (b"IDAT", b"IEND"):
             break
         if ctype == b"eXIf":
-            data = os.pread(fd, length, pos + 8)
+            data = os.pread(fd, min(length, MORE_BYTES), pos + 8)
             return width, height, _exif_orientation(b"Exif\x00\x00" + data)
         pos += 12 + length
     return width, height, 1
@@ -197,36 +197,43 @@ def _truncated(fmt: str, fd: int, head: bytes, size: int) -> bool:
 def _fast(path) -> tuple[int, int, str, bool] | None:
     """(width, height, format, truncated) for the common formats, None to ask Pillow; ValueError if unopenable."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # never hang on a FIFO that slipped into a listing
     except OSError as exc:
         raise ValueError(f"cannot open: {exc.strerror or exc}") from None
     try:
-        head = os.pread(fd, HEAD_BYTES, 0)
-        if not head:
-            raise ValueError("not a readable image: empty file")
-        size = len(head) if len(head) < HEAD_BYTES else os.fstat(fd).st_size  # a short read is the whole file
-        try:
-            if head[:3] == b"\xff\xd8\xff":
-                fmt, (w, h, o) = "JPEG", _jpeg(fd, head, size)
-            elif head[:8] == b"\x89PNG\r\n\x1a\n":
-                fmt, (w, h, o) = "PNG", _png(fd, head, size)
-            elif head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
-                fmt, (w, h, o) = "GIF", (*struct.unpack_from("<HH", head, 6), 1)
-                if w == 0 or h == 0:
-                    return None
-            elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-                fmt, (w, h, o) = "WEBP", _webp(fd, head, size)
-            elif head[:2] == b"BM" and len(head) >= 26:
-                fmt, (w, h, o) = "BMP", _bmp(fd, head, size)
-            else:
-                return None
-        except (_Fallback, struct.error):
-            return None
-        if o in TRANSPOSED:
-            w, h = h, w
-        return w, h, fmt, _truncated(fmt, fd, head, size)
+        return _fast_fd(fd)
+    except OSError as exc:  # a read error (EIO, a FIFO, a file that shrank): unreadable, not a crash
+        raise ValueError(f"cannot read: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
+
+
+def _fast_fd(fd: int) -> tuple[int, int, str, bool] | None:
+    """The header facts from an open file (see :func:`_fast`)."""
+    head = os.pread(fd, HEAD_BYTES, 0)
+    if not head:
+        raise ValueError("not a readable image: empty file")
+    size = len(head) if len(head) < HEAD_BYTES else os.fstat(fd).st_size  # a short read is the whole file
+    try:
+        if head[:3] == b"\xff\xd8\xff":
+            fmt, (w, h, o) = "JPEG", _jpeg(fd, head, size)
+        elif head[:8] == b"\x89PNG\r\n\x1a\n":
+            fmt, (w, h, o) = "PNG", _png(fd, head, size)
+        elif head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+            fmt, (w, h, o) = "GIF", (*struct.unpack_from("<HH", head, 6), 1)
+            if w == 0 or h == 0:
+                return None
+        elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            fmt, (w, h, o) = "WEBP", _webp(fd, head, size)
+        elif head[:2] == b"BM" and len(head) >= 26:
+            fmt, (w, h, o) = "BMP", _bmp(fd, head, size)
+        else:
+            return None
+    except (_Fallback, struct.error):
+        return None
+    if o in TRANSPOSED:
+        w, h = h, w
+    return w, h, fmt, _truncated(fmt, fd, head, size)
 
 
 def read_header(path: str | bytes | os.PathLike) -> Header:

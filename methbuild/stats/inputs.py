@@ -166,7 +166,10 @@ def list_images(root: str | os.PathLike, *, progress: bool = False, desc: str = 
                                     subdirs.append(name)
                                 continue
                         if _is_image_name(name):
-                            files.append(name)
+                            if entry.is_file():  # follows a symlink; False for FIFOs, sockets, devices
+                                files.append(name)
+                            else:
+                                listing.problems.append((_join(rel, name), "not a regular file: skipped"))
                         else:
                             listing.other_files += 1
                             if listing.other_files <= MAX_LISTED_OTHERS:

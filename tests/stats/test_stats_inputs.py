@@ -169,3 +169,13 @@ def test_manifest_without_sizes_is_a_user_error(tmp_path):
     cp.write_bytes("ID,Width,Height,Title\n1,2,3,Caf\xe9\n".encode("cp1252"))
     with pytest.raises(UserError, match="not UTF-8"):
         read_manifest(cp)
+
+
+def test_fifo_named_like_an_image_is_skipped_not_opened(tmp_path):
+    save(tmp_path / "ok.png", 3, 4, "PNG")
+    os.mkfifo(tmp_path / "pipe.jpg")  # opening it for reading would block forever
+    lst = list_images(tmp_path)
+    assert [lst.relpath(i) for i in range(len(lst))] == ["ok.png"]
+    assert ("pipe.jpg", "not a regular file: skipped") in lst.problems
+    with pytest.raises(ValueError, match="cannot read"):
+        headers.read_header(tmp_path / "pipe.jpg")  # even asked directly, it does not hang
