@@ -1,7 +1,7 @@
 """Speed and memory of `methbuild lowres` on 12–16 MP JPEGs, against two baselines in the same run.
 
-    .venv/bin/python benchmarks/bench_lowres.py            # 6 images × 3 repeats, ~2 minutes
-    .venv/bin/python benchmarks/bench_lowres.py --quick    # 2 images × 2 repeats, ~30 s
+    .venv/bin/python benchmarks/bench_lowres.py            # 6 images × 3 repeats, 3–4 minutes
+    .venv/bin/python benchmarks/bench_lowres.py --quick    # 2 images × 2 repeats, ~1 minute
 
 Per image (one process, libvips limited to one thread, as in each worker of a pool):
   decode   pyvips decodes the JPEG and nothing else (streamed, and into memory: the faster counts)
