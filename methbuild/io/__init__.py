@@ -1,6 +1,23 @@
-"""Every on-disk format methbuild writes: atomic files, tables (CSV + Parquet), checksums."""
+"""Every on-disk format methbuild writes: atomic files, tables (CSV + Parquet), checksums.
 
-from methbuild.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text, ensure_writable_dir
-from methbuild.io.tables import write_table
+Names load lazily, so a worker process importing one small module here does not pay for pandas.
+"""
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "ensure_writable_dir", "write_table"]
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "atomic_path": "methbuild.io.atomic",
+    "atomic_write_bytes": "methbuild.io.atomic",
+    "atomic_write_text": "methbuild.io.atomic",
+    "ensure_writable_dir": "methbuild.io.atomic",
+    "write_table": "methbuild.io.tables",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'methbuild.io' has no attribute {name!r}")

@@ -36,7 +36,8 @@ def probe(path: str | os.PathLike) -> ImageInfo:
                 orientation = int(im.getexif().get(ORIENTATION_TAG, 1) or 1)
             except Exception:  # a broken EXIF block does not make the image unreadable
                 orientation = 1
-            if orientation in TRANSPOSED:
+            # Pillow already reports a TIFF's size with its orientation tag applied.
+            if orientation in TRANSPOSED and im.format != "TIFF":
                 w, h = h, w
             return ImageInfo(w, h, im.format or "", im.mode, orientation)
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
