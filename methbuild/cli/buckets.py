@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from methbuild.cli._options import scheduler_option
+
 from methbuild.buckets.memory import DTYPE_BYTES, MODELS, human_bytes, parse_budget
 
 
@@ -53,6 +55,7 @@ class _Budget(click.ParamType):
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes (folder headers, the padding curve) [default: CPU count].")
 @click.option("--fresh", is_flag=True, help="Forget the cached header results of a folder input (.PREFIX.cache/).")
+@scheduler_option
 def command(input, out, superbuckets, buckets, memory_budget, model, dtype, train, activations, max_batch, seed,
             restarts, skip_unreadable, no_plot, workers, fresh) -> None:
     """Group images into K super-buckets by pixel count, then each into M buckets by aspect ratio,

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from methbuild.cli._options import scheduler_option
+
 from methbuild.errors import UserError
 from methbuild.lowres import CROP_MULTIPLE, SCALES, LowresFailures, build_lowres, sources_from
 
@@ -68,6 +70,7 @@ def _parse_scales(values: tuple[str, ...]) -> tuple[int, ...]:
 @click.option("--strict", is_flag=True,
               help="Exit with status 1 when any image failed (failures are always listed in lowres.csv).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@scheduler_option
 def command(src, out, scales, crop_multiple, workers, strict, quiet) -> None:
     """Bicubic low-resolution copies of HR images, as for the MetH-SR test set.
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from methbuild.cli._options import scheduler_option
+
 from methbuild.stats.collect import DEFAULT_SAMPLE, GROUPS, collect
 from methbuild.stats.overlap import OVERLAP_BY
 
@@ -52,6 +54,7 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 @click.option("--no-figure", is_flag=True, help="Do not draw figure.png/figure.svg.")
 @click.option("--fresh", is_flag=True,
               help="Forget cached header results in DIR/.cache (after images changed under the same names).")
+@scheduler_option
 def command(inputs, names, groups, sample, seed, out, workers, overlap_by, no_figure, fresh) -> None:
     """Size and aspect-ratio statistics of image collections, with the MetH comparison figure and
     dataset overlaps (paper 000, Figure 2 and Table 1).
