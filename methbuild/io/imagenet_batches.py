@@ -9,7 +9,7 @@ The pickle writer streams the pixel array straight from its buffer into the file
 ``tobytes()`` copy, so writing a batch costs no memory beyond the batch itself) and names the
 array constructor ``numpy.core.multiarray._reconstruct``, the name every NumPy since 1.0
 resolves (NumPy 2 keeps it as a pickle-compatibility alias; its own default,
-``numpy._core``, cannot be loaded by NumPy < 1.26). The opcodes are otherwise those NumPy
+``numpy._core``, cannot be loaded by NumPy 1.x: numpy/numpy#28340). The opcodes are otherwise those NumPy
 itself emits at protocol 4, so ``pickle.load`` gives an ordinary writable ``ndarray``.
 """
 

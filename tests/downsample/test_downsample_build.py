@@ -177,7 +177,11 @@ def test_pickles_load_on_any_numpy():
     buf = io.BytesIO()
     _BatchPickler(buf, protocol=4).dump({"data": np.arange(12, dtype=np.uint8).reshape(2, 6), "labels": [1, 2]})
     assert b"numpy.core.multiarray" in buf.getvalue() and b"numpy._core" not in buf.getvalue()
-    d = pickle.loads(buf.getvalue())
+    import warnings  # noqa: PLC0415
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # NumPy 2 resolves the old name without a deprecation warning
+        d = pickle.loads(buf.getvalue())
     assert d["data"].flags.writeable and d["data"].tolist() == [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]]
 
 
