@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from methbuild.cli._options import scheduler_option
+
 from methbuild.downsample.pipeline import SUMMARY, IncompleteRun, Options, build
 from methbuild.downsample.resize import DEFAULT_DRAFT, METHODS, SIZES
 from methbuild.io.imagenet_batches import FORMATS
@@ -36,6 +38,7 @@ from methbuild.io.imagenet_batches import FORMATS
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None, hidden=True,
               help="Images per task (tuning and tests).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@scheduler_option
 def command(src, size, out, method, synsets, fmt, seed, workers, exact, draft, chunk_size, quiet) -> None:
     """Downsample ImageNet to S×S (aspect ratio not kept) in the format of Chrabaszcz et al. 2017.
 

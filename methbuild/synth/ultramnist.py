@@ -52,6 +52,7 @@ PACK_SEARCH_NODES = 4000  # bound on that search; past it the size set is redraw
 SIZESET_TRIES = 10_000
 STRIP_ROWS = 256  # the background is rendered in strips: small buffers, cache friendly
 EXTENSIONS = {"jpeg": ".jpeg", "png": ".png"}
+cv2.setNumThreads(1)  # one image per core: the executor runs one task per worker process
 
 
 # --------------------------------------------------------------------------- labels
