@@ -41,7 +41,6 @@ from tqdm import tqdm
 from methbuild.errors import UserError
 from methbuild.io.atomic import TMP_MARK, clean_stale_temps, ensure_writable_dir
 from methbuild.io.imageinfo import probe
-from methbuild.io.tables import write_table
 from methbuild.met import state as st
 from methbuild.met.ratelimit import HostLimiters, parse_retry_after
 
@@ -56,7 +55,7 @@ DEFAULT_IMAGE_RATE = 20.0
 DEFAULT_CONCURRENCY = 16
 DEFAULT_PIXEL_LIMIT = 300_000_000
 DEFAULT_MAX_BYTES = 2 << 30
-CHUNK = 1 << 18  # 256 KiB per read; at most two per download in memory
+CHUNK = 1 << 20  # 1 MiB per read (measured faster and leaner than 256 KiB); at most two per download in memory
 READ_BUFSIZE = 1 << 18  # aiohttp socket buffer; larger ones measured slower on loopback
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "TIFF": "tif", "WEBP": "webp", "GIF": "gif", "BMP": "bmp",
               "JPEG2000": "jp2", "MPO": "jpg"}
@@ -169,7 +168,7 @@ def _consume(fh, h, chunk: bytes) -> None:
 def _fsync_and_rename(tmp: str, final: str) -> None:
     fd = os.open(tmp, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        os.fdatasync(fd)  # data and size on disk before the name: no empty file after a power cut
     finally:
         os.close(fd)
     os.replace(tmp, final)
@@ -479,6 +478,8 @@ def crawl(ids: Sequence[int], out: str | os.PathLike, *, api_url: str = DEFAULT_
 
 
 def _export(state: st.CrawlState, out: Path) -> None:
+    from methbuild.io.tables import write_table  # pandas: imported only now, after the fetching
+
     df = state.objects_frame()
     write_table(df, out / "objects.parquet")
     write_table(df, out / "objects.csv")

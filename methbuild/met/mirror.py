@@ -299,7 +299,8 @@ class Mirror:
             self.records[rec["objectID"]] = rec
         self._cache: OrderedDict[tuple[int, str], bytes] = OrderedDict()
         self._cache_bytes, self._cache_limit = 0, cache_bytes
-        self._truth: dict[int, MirrorTruth] = {}
+        self._sha_by_key: dict[int, str] = {}  # sha256 of each rendered original (images are deterministic)
+        self._len_by_key: dict[int, int] = {}
         self._locks: dict[tuple[int, str], asyncio.Lock] = {}
         self.requests = 0
         self.faults_injected: dict[str, int] = {}
@@ -321,35 +322,39 @@ class Mirror:
             return render_jpeg(self.seed, self._image_key(object_id), w, h, noise=0, quality=60)
         return render_jpeg(self.seed, self._image_key(object_id), w, h, noise=self.noise, quality=self.quality)
 
+    def _render_with_truth(self, object_id: int, variant: str) -> tuple[bytes, str]:
+        data = self.render(object_id, variant)
+        return data, hashlib.sha256(data).hexdigest()  # in the worker thread, not on the event loop
+
     async def image_bytes(self, object_id: int, variant: str) -> bytes:
         key = (self._image_key(object_id), variant)
         if key in self._cache:
             self._cache.move_to_end(key)
-            data = self._cache[key]
-        else:
-            lock = self._locks.setdefault(key, asyncio.Lock())
-            async with lock:
-                data = self._cache.get(key)
-                if data is None:
-                    data = await asyncio.get_running_loop().run_in_executor(None, self.render, object_id, variant)
-                    self._cache[key] = data
-                    self._cache_bytes += len(data)
-                    while self._cache_bytes > self._cache_limit and len(self._cache) > 1:
-                        _, old = self._cache.popitem(last=False)
-                        self._cache_bytes -= len(old)
-            self._locks.pop(key, None)
-        if variant == "original" and object_id not in self._truth:
-            w, h = self.size_of(object_id)
-            self._truth[object_id] = MirrorTruth(w, h, len(data), hashlib.sha256(data).hexdigest())
+            return self._cache[key]
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            data = self._cache.get(key)
+            if data is None:
+                data, sha = await asyncio.get_running_loop().run_in_executor(
+                    None, self._render_with_truth, object_id, variant)
+                if variant == "original":
+                    self._sha_by_key[key[0]], self._len_by_key[key[0]] = sha, len(data)
+                self._cache[key] = data
+                self._cache_bytes += len(data)
+                while self._cache_bytes > self._cache_limit and len(self._cache) > 1:
+                    _, old = self._cache.popitem(last=False)
+                    self._cache_bytes -= len(old)
+        self._locks.pop(key, None)
         return data
 
     def truth(self, object_id: int) -> MirrorTruth:
         """What the mirror serves (or will serve) as the original image of ``object_id``."""
-        if object_id not in self._truth:
-            data = self.render(object_id, "original")
-            w, h = self.size_of(object_id)
-            self._truth[object_id] = MirrorTruth(w, h, len(data), hashlib.sha256(data).hexdigest())
-        return self._truth[object_id]
+        key = self._image_key(object_id)
+        if key not in self._sha_by_key:
+            data, self._sha_by_key[key] = self._render_with_truth(object_id, "original")
+            self._len_by_key[key] = len(data)
+        w, h = self.size_of(object_id)
+        return MirrorTruth(w, h, self._len_by_key[key], self._sha_by_key[key])
 
     # -- faults
     def _draw_fault(self, image: bool) -> str | None:

@@ -66,7 +66,7 @@ def test_real_clock_rate_is_held():
     t0 = time.monotonic()
     asyncio.run(main())
     elapsed = time.monotonic() - t0
-    assert 1.9 < elapsed < 2.6  # 100 requests at 50/s
+    assert 1.9 < elapsed < 5.0  # 100 requests at 50/s (never faster; slower only on a loaded machine)
     assert _max_in_window(stamps, 1.0) <= 52
 
 
