@@ -498,6 +498,7 @@ def generate(opts: Options) -> dict:
                  for i in range(opts.n)]
         results = run_tasks(make_image, tasks, workers=workers, desc=f"ultramnist {split}", unit="img",
                             progress=opts.progress)
+        clean_stale_temps(folder)  # a worker killed mid-write (its task was rerun elsewhere) left one
         bad = [r for r in results if not r.ok]
         failures += [f"{split}/{r.item.id}: {r.error}" for r in bad]
         rendered = sum(1 for r in results if r.ok and r.value[1])
