@@ -19,7 +19,7 @@ from methbuild.met.crawl import crawl, load_objects, load_records
 from methbuild.met.mirror import serve_in_thread
 from tests.conftest import REPO, assert_user_error, run_cli
 
-FAST = dict(concurrency=8, api_rate=500, image_rate=500, retry_base=0.01, retry_max=0.2, retries=15,
+FAST = dict(concurrency=8, api_rate=500, image_rate=500, retry_base=0.01, retry_max=0.3, retries=40,
             timeout=5, progress=False)
 FAULT_PARAMS = "retry_after_s=0.05,burst_s=0.1,slow_s=0.2"
 
