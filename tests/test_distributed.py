@@ -107,3 +107,38 @@ def test_a_scheduler_that_does_not_answer_is_a_clear_error(tmp_path: Path):
                       "local:N")
     assert_user_error(run_cli("ultramnist", "--n", 1, "--size", 512, "--out", tmp_path / "o", "--scheduler", "bogus"),
                       "tcp://HOST:PORT")
+
+
+def test_crawl_and_build_on_a_cluster(cluster, tmp_path: Path):
+    """Crawl shards run on the workers (with 1/W of the rates), the state is written by the client."""
+    from methbuild.met.mirror import serve_in_thread
+
+    address, _ = cluster
+    fast = ("--api-rate", 80, "--retry-base", 0.02, "--retries", 12, "--quiet")
+    with serve_in_thread(synthetic=100, seed=6, mp_range=(0.3, 0.9), faults="all=0.1") as url:
+        ids = tmp_path / "ids.txt"
+        ids.write_text("\n".join(str(i) for i in sorted(url.mirror.records)[:40]) + "\n")
+        for tag, extra in (("local", ()), ("dask", ("--scheduler", address))):
+            proc = run_cli("crawl", "--ids", ids, "--out", tmp_path / f"crawl-{tag}", "--api-url", url, *fast, *extra)
+            assert proc.returncode == 0, proc.stderr
+    with serve_in_thread(synthetic=1500, seed=6, mp_range=(0.3, 0.9)) as url:
+        met = tmp_path / "met"
+        assert run_cli("met", "csv", "--url", url.root + "/MetObjects.csv", "--out", met / "MetObjects.csv").returncode == 0
+        for tag, extra in (("local", ()), ("dask", ("--scheduler", address))):
+            proc = run_cli("build", "meth-cultures", "--scale", 0.001, "--out", tmp_path / f"ds-{tag}",
+                           "--met", tmp_path / f"met-{tag}", "--metadata", met / "MetObjects.csv", "--api-url", url,
+                           "--api-rate", 80, "--quiet", *extra)
+            assert proc.returncode == 0, proc.stderr
+    a = (tmp_path / "crawl-local" / "objects.csv").read_bytes()
+    assert a == (tmp_path / "crawl-dask" / "objects.csv").read_bytes()
+    assert b"downloaded" in a
+    assert not list((tmp_path / "crawl-dask" / "images").glob(".*tmp*"))
+    csv = Path("MetH-Cultures") / "MetH-Cultures.csv"
+    assert (tmp_path / "ds-local" / csv).read_bytes() == (tmp_path / "ds-dask" / csv).read_bytes()
+
+
+def test_shards_split_the_politeness_budget():
+    from methbuild.met.distributed import shard_args
+
+    args = shard_args({"api_rate": 10.0, "image_rate": 20.0, "concurrency": 16, "api_url": "x"}, 4)
+    assert args["api_rate"] == 2.5 and args["image_rate"] == 5.0 and args["concurrency"] == 4

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from methbuild.cli._options import scheduler_option
+
 from methbuild.errors import UserError
 
 
@@ -41,6 +43,7 @@ from methbuild.errors import UserError
 @click.option("--pixel-limit", type=click.IntRange(min=1), default=300_000_000, show_default=True,
               help="Refuse images with more pixels than this (decompression bombs), read from the header.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@scheduler_option
 def command(ids_file, metadata, public_domain_only, limit, out, api_url, concurrency, api_rate, image_rate,
             allow_hosts, retries, retry_base, timeout, pixel_limit, quiet) -> int:
     """Crawl Met objects: each record from the Collection API, then its original image.

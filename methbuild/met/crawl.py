@@ -39,6 +39,7 @@ import aiohttp
 from tqdm import tqdm
 
 from methbuild.errors import UserError
+from methbuild.executor import active_client
 from methbuild.io.atomic import TMP_MARK, clean_stale_temps, ensure_writable_dir
 from methbuild.io.imageinfo import probe
 from methbuild.met import state as st
@@ -461,9 +462,10 @@ def crawl(ids: Sequence[int], out: str | os.PathLike, *, api_url: str = DEFAULT_
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None
-    crawler = Crawler(out, api_url=api_url, concurrency=concurrency, api_rate=api_rate, image_rate=image_rate,
-                      allow_hosts=allow_hosts, retries=retries, retry_base=retry_base, retry_max=retry_max,
-                      timeout=timeout, pixel_limit=pixel_limit, max_bytes=max_bytes, progress=progress)
+    crawler_args = dict(api_url=api_url, concurrency=concurrency, api_rate=api_rate, image_rate=image_rate,
+                        allow_hosts=tuple(allow_hosts), retries=retries, retry_base=retry_base, retry_max=retry_max,
+                        timeout=timeout, pixel_limit=pixel_limit, max_bytes=max_bytes)
+    crawler = Crawler(out, **crawler_args, progress=progress)
     t0 = time.perf_counter()
     with st.CrawlState(out / "crawl.sqlite") as state:
         crawler.state = state
@@ -471,7 +473,12 @@ def crawl(ids: Sequence[int], out: str | os.PathLike, *, api_url: str = DEFAULT_
         state.set_meta("api_url", api_url)
         todo = state.unfinished()
         try:
-            asyncio.run(crawler.run(todo))
+            if active_client() is not None:  # --scheduler: shards on Dask workers, the state written here
+                from methbuild.met.distributed import run_on_dask
+
+                run_on_dask(todo, state, out, crawler_args, crawler.report, progress)
+            else:
+                asyncio.run(crawler.run(todo))
         finally:
             crawler._io_pool.shutdown(wait=True)
             crawler.report.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
