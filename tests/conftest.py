@@ -11,6 +11,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+# The real Met rows (MetObjects sample and API records) ship inside the package for the demo; tests
+# read them there, so a clone runs its tests without ../shared.
+MET_DATA = REPO / "methbuild" / "data"
 
 
 def run_cli(*args: str, cwd: str | os.PathLike | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -9,9 +9,9 @@ import pytest
 import recipes
 from methbuild.met.metadata import read_met_csv
 from methbuild.recipe import PUBLISHED_COLUMNS, Recipe, ShortClasses, SplitSizes, exact_year, year_bins
-from tests.conftest import SHARED
+from tests.conftest import MET_DATA
 
-REAL_ROWS = SHARED / "data" / "met" / "MetObjects_sample2000.csv"
+REAL_ROWS = MET_DATA / "MetObjects_sample2000.csv"
 
 
 def synthetic_meta(n_per_value: int = 40, seed: int = 0) -> pd.DataFrame:
