@@ -52,14 +52,31 @@ def serve(args) -> None:
     serve_forever(mirror, 0, on_ready=ready)
 
 
+def _vm_hwm_mb() -> float:
+    """This process's peak RSS (VmHWM: per address space, so not inherited from the parent)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def run_ours(args) -> None:
+    from methbuild.met import crawl as crawl_module
     from methbuild.met.crawl import crawl, read_ids
 
+    fetch_peak = {}
+    export = crawl_module._export
+
+    def export_after_noting_peak(state, out):  # the peak while fetching = the peak before the export
+        fetch_peak["mb"] = _vm_hwm_mb()
+        export(state, out)
+
+    crawl_module._export = export_after_noting_peak
     ids = read_ids(args.ids)
     r = crawl(ids, args.out, api_url=args.api, concurrency=args.concurrency, api_rate=5000, image_rate=5000,
               progress=False, retries=2, retry_base=0.1)
     print(json.dumps({"downloaded": r.counts["downloaded"], "bytes": r.bytes_now, "exit": r.exit_code,
-                      "fetch_rss_mb": r.peak_rss_mb}))
+                      "fetch_rss_mb": fetch_peak["mb"], "rss_mb": _vm_hwm_mb()}))
 
 
 def run_requests(args) -> None:
@@ -79,22 +96,53 @@ def run_requests(args) -> None:
 def measure(cmd: list[str], env: dict | None = None) -> dict:
     """Run ``cmd``; wall seconds, CPU seconds (user+sys) and peak RSS (MB) of it and its children.
 
+    Peak RSS is the largest sum of the resident sets of the process tree, sampled every 20 ms
+    (``ru_maxrss`` is useless here: a spawned child inherits the parent's high-water mark).
     The page cache is flushed before (no run pays for the previous one's dirty pages) and
     after: ``durable`` is the wall time until the files are on disk, not only written to RAM.
     """
+    import psutil
+
     os.sync()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    _, status, ru = os.wait4(proc.pid, 0)
+    root = psutil.Process(proc.pid)
+    peak = 0
+    chunks: dict[str, list[bytes]] = {"out": [], "err": []}
+
+    def drain(stream, key):
+        for block in iter(lambda: stream.read(65536), b""):
+            chunks[key].append(block)
+
+    import threading
+
+    readers = [threading.Thread(target=drain, args=(proc.stdout, "out")),
+               threading.Thread(target=drain, args=(proc.stderr, "err"))]
+    for t in readers:
+        t.start()
+    while True:
+        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        try:
+            rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+            peak = max(peak, rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
     wall = time.perf_counter() - t0
     os.sync()
     durable = time.perf_counter() - t0
-    out = proc.stdout.read().decode()
-    err = proc.stderr.read().decode()
+    for t in readers:
+        t.join()
+    out = b"".join(chunks["out"]).decode()
+    err = b"".join(chunks["err"]).decode()
     code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code
     if code != 0:
         raise SystemExit(f"{cmd[:3]} failed ({code}):\n{err[-3000:]}")
-    return {"wall": wall, "durable": durable, "cpu": ru.ru_utime + ru.ru_stime, "rss_mb": ru.ru_maxrss / 1024, "stdout": out}
+    return {"wall": wall, "durable": durable, "cpu": ru.ru_utime + ru.ru_stime, "rss_mb": peak / 2**20,
+            "stdout": out}
 
 
 def ensure_img2dataset() -> bool:
@@ -222,6 +270,7 @@ def main() -> None:
             assert got["downloaded"] == len(public) and got["exit"] == 0, got
             m["images"], m["bytes"] = count_files(out / "images", ".jpg")
             m["fetch_rss_mb"] = got["fetch_rss_mb"]
+            m["rss_mb"] = max(m["rss_mb"], got["rss_mb"])  # sampled peak, or the exact VmHWM if higher
             results["methbuild crawl"].append(m)
             shutil.rmtree(out, ignore_errors=True)
             print(f"round {rnd + 1}: methbuild crawl {m['images'] / m['wall']:.1f} img/s, "
