@@ -30,7 +30,7 @@ from pathlib import Path
 from methbuild.errors import UserError
 from methbuild.executor import default_workers, run_tasks
 from methbuild.io.atomic import clean_stale_temps, ensure_writable_dir
-from methbuild.io.lowres_png import FILE_MODE, png_size, write_png
+from methbuild.io.lowres_png import png_size, write_png
 
 SCALES = (2, 4, 8, 16)
 CROP_MULTIPLE = 16
@@ -438,7 +438,6 @@ def build_lowres(sources: Sequence[str | os.PathLike], out: str | os.PathLike, *
     from methbuild.io.tables import write_table  # pandas: only in the parent, never in the workers
 
     report.table = write_table(_table(rows, scales), out / CSV_NAME)
-    os.chmod(report.table, FILE_MODE)  # io.atomic's temp files are 0600; the table is for everyone
     report.seconds = time.perf_counter() - started
     if strict and report.failed:
         raise LowresFailures(report)

@@ -14,7 +14,6 @@ of each class in rank order.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from dataclasses import dataclass
 from typing import ClassVar
@@ -221,10 +220,6 @@ def bin_label(year: int, bins: list[tuple[int, int]]) -> str | None:
     return None
 
 
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 _INT = re.compile(r"^-?\d+$")
 
 
@@ -237,4 +232,4 @@ def exact_year(begin: object, end: object) -> int | None:
 
 
 __all__ = ["Recipe", "SplitSizes", "ShortClasses", "PUBLISHED_COLUMNS", "SPLITS", "normalise", "year_bins",
-           "bin_label", "exact_year", "math"]
+           "bin_label", "exact_year"]

@@ -39,7 +39,7 @@ from methbuild.downsample.source import Source, SplitFiles, scan
 from methbuild.errors import UserError
 from methbuild.executor import default_workers, iter_tasks
 from methbuild.io.atomic import atomic_write_text, clean_stale_temps, ensure_writable_dir
-from methbuild.io.imagenet_batches import (FILE_MODE, FORMATS, TRAIN_STEMS, VAL_STEM, all_file_names, file_name,
+from methbuild.io.imagenet_batches import (FORMATS, TRAIN_STEMS, VAL_STEM, all_file_names, file_name,
                                            train_batch_bounds, write_batch)
 
 WORK_DIR = ".downsample-work"
@@ -406,7 +406,6 @@ def build(opts: Options) -> dict:
         "bytes": sum((out / f).stat().st_size for f in names),
     }
     atomic_write_text(summary_path, json.dumps(summary, indent=1))
-    os.chmod(summary_path, FILE_MODE)
     shutil.rmtree(work_dir)
     summary["already_complete"] = False
     return summary

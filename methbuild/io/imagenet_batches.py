@@ -33,16 +33,6 @@ PICKLE_PROTOCOL = 4  # loads on every Python 3.4+; BINBYTES8 lets a batch exceed
 NUMPY_RECONSTRUCT = ("numpy.core.multiarray", "_reconstruct")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# io.atomic's temporary files are created 0600 (mkstemp); a dataset is meant to be read by others
-FILE_MODE = 0o666 & ~_umask()
-
-
 def file_name(stem: str, fmt: str) -> str:
     """The file name of a batch ``stem`` (``train_data_batch_3``, ``val_data``) in ``fmt``."""
     if fmt not in FORMATS:
@@ -120,7 +110,6 @@ def write_batch(final: str | os.PathLike, data: np.ndarray, labels: list[int], m
     labels = [int(v) for v in labels]
     _check(data, labels, mean)
     with atomic_path(final) as tmp:
-        os.chmod(tmp, FILE_MODE)
         with open(tmp, "wb") as fh:
             if fmt == "pickle":
                 record: dict[str, Any] = {"data": data, "labels": labels}

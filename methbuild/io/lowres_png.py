@@ -37,15 +37,6 @@ FILTER_UP = 2
 BLOCK_BYTES = 4 << 20  # filtered bytes compressed per step
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-FILE_MODE = 0o666 & ~_umask()
-
-
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
@@ -113,7 +104,6 @@ def write_png(path: str | os.PathLike, pixels: np.ndarray, *, icc_profile: bytes
                 _write_chunk(fh, b"IDAT", data)
         _write_chunk(fh, b"IDAT", comp.flush())
         fh.write(IEND)
-        os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600; a dataset file is for everyone to read
     return path
 
 
