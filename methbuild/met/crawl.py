@@ -162,6 +162,19 @@ def _probe(path: str):
         return probe(path)
 
 
+def _peak_rss_mb() -> float:
+    """Peak RSS of this process. VmHWM belongs to the address space; ``ru_maxrss`` would include
+    the high-water mark of a parent that spawned us, so it is only the fallback."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _consume(fh, h, chunk: bytes, written: int) -> None:
     h.update(chunk)
     fh.write(chunk)
@@ -481,7 +494,7 @@ def crawl(ids: Sequence[int], out: str | os.PathLike, *, api_url: str = DEFAULT_
                 asyncio.run(crawler.run(todo))
         finally:
             crawler._io_pool.shutdown(wait=True)
-            crawler.report.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            crawler.report.peak_rss_mb = _peak_rss_mb()
             crawler.report.seconds = time.perf_counter() - t0
             crawler.report.counts = state.counts()
             crawler.report.out = out
