@@ -10,9 +10,9 @@ import pytest
 
 from methbuild.errors import UserError
 from methbuild.met.metadata import MET_COLUMNS, read_met_csv
-from tests.conftest import SHARED, assert_user_error, run_cli
+from tests.conftest import MET_DATA, assert_user_error, run_cli
 
-SAMPLE = SHARED / "data" / "met" / "MetObjects_sample2000.csv"
+SAMPLE = MET_DATA / "MetObjects_sample2000.csv"
 
 
 def _write_rows(path: Path, rows: list[dict], *, encoding="utf-8-sig", sep=",", columns=MET_COLUMNS) -> Path:

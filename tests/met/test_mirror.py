@@ -17,7 +17,7 @@ from methbuild.met import vocab
 from methbuild.met.download import download_met_csv
 from methbuild.met.metadata import MET_COLUMNS, read_met_csv
 from methbuild.met.mirror import FaultPlan, draw_size, serve_in_thread, synthetic_rows
-from tests.conftest import SHARED, assert_user_error, run_cli
+from tests.conftest import MET_DATA, assert_user_error, run_cli
 
 
 def test_sizes_follow_the_met_spread():
@@ -83,7 +83,7 @@ def test_api_shape_images_and_csv(tmp_path):
 
 
 def test_real_rows_are_served():
-    with serve_in_thread(metadata=SHARED / "data" / "met" / "MetObjects_sample2000.csv", image_scale=0.02) as url:
+    with serve_in_thread(metadata=MET_DATA / "MetObjects_sample2000.csv", image_scale=0.02) as url:
         rec = requests.get(url + "/objects/503046", timeout=10).json()
         assert rec["culture"] == "British" and rec["objectBeginDate"] == 1820 and rec["isPublicDomain"] is True
 
