@@ -47,3 +47,9 @@ def test_unknown_command_is_one_line():
 def test_lazy_group_lists_only_installed_commands():
     names = LazyGroup().list_commands(click.Context(group))
     assert "ultramnist" in names
+
+
+@pytest.mark.parametrize("name", ["ultramnist", "lowres", "stats", "downsample", "crawl", "build", "buckets"])
+def test_heavy_commands_take_a_scheduler(name):
+    cmd = group.get_command(click.Context(group), name)
+    assert "scheduler" in {p.name for p in cmd.params}, f"`methbuild {name}` has no --scheduler"
