@@ -10,7 +10,7 @@ Names load lazily, so ``from methbuild.buckets import BatchPlan`` in a training 
 
 from __future__ import annotations
 
-import importlib
+from methbuild._lazy import lazy_getattr
 
 _LAZY = {
     "BatchPlan": "methbuild.buckets.batchplan",
@@ -25,7 +25,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'methbuild.buckets' has no attribute {name!r}")
+__getattr__ = lazy_getattr("methbuild.buckets", _LAZY)

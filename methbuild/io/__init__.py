@@ -5,7 +5,7 @@ Names load lazily, so a worker process importing one small module here does not 
 
 from __future__ import annotations
 
-import importlib
+from methbuild._lazy import lazy_getattr
 
 _LAZY = {
     "atomic_path": "methbuild.io.atomic",
@@ -17,7 +17,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'methbuild.io' has no attribute {name!r}")
+__getattr__ = lazy_getattr("methbuild.io", _LAZY)

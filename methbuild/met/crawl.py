@@ -200,6 +200,17 @@ class _TransientError(Exception):
         self.kind, self.retry_after = kind, retry_after
 
 
+def _raise_unless_ok(resp: aiohttp.ClientResponse, lim, who: str, kind: str) -> None:
+    """A transient error for any status but 200; 403/429/5xx also slow the host down (Retry-After honoured)."""
+    if resp.status == 200:
+        return
+    ra = None
+    if resp.status in (403, 429) or resp.status >= 500:
+        ra = parse_retry_after(resp.headers.get("Retry-After"))
+        lim.on_throttle(ra)
+    raise _TransientError(f"{who} answered HTTP {resp.status}", f"{kind}_{resp.status}", ra)
+
+
 class Crawler:
     """One crawl over an output folder; see :func:`crawl`."""
 
@@ -236,12 +247,7 @@ class Crawler:
                 if resp.status == 404:
                     lim.on_success()
                     return Outcome(st.NOT_FOUND, f"API answered 404 for object {object_id}", url=url)
-                if resp.status in (403, 429) or resp.status >= 500:
-                    ra = parse_retry_after(resp.headers.get("Retry-After"))
-                    lim.on_throttle(ra)
-                    raise _TransientError(f"API answered HTTP {resp.status}", f"api_{resp.status}", ra)
-                if resp.status != 200:
-                    raise _TransientError(f"API answered HTTP {resp.status}", f"api_{resp.status}")
+                _raise_unless_ok(resp, lim, "API", "api")
                 head = body[:256].lstrip().lower()
                 if "html" in ctype.lower() or head.startswith((b"<!doctype", b"<html")):
                     lim.on_throttle()  # the firewall's page: back off like for a 403
@@ -282,12 +288,7 @@ class Crawler:
                     if resp.status in (404, 410):
                         lim.on_success()
                         return Outcome(st.NOT_FOUND, f"image host answered {resp.status}", url=url)
-                    if resp.status in (403, 429) or resp.status >= 500:
-                        ra = parse_retry_after(resp.headers.get("Retry-After"))
-                        lim.on_throttle(ra)
-                        raise _TransientError(f"image host answered HTTP {resp.status}", f"img_{resp.status}", ra)
-                    if resp.status != 200:
-                        raise _TransientError(f"image host answered HTTP {resp.status}", f"img_{resp.status}")
+                    _raise_unless_ok(resp, lim, "image host", "img")
                     ctype = resp.headers.get("Content-Type", "")
                     if "html" in ctype.lower():
                         lim.on_throttle()

@@ -10,12 +10,11 @@ The names are loaded lazily: worker processes import only :mod:`methbuild.stats.
 
 from __future__ import annotations
 
-import importlib
+from methbuild._lazy import lazy_getattr
 
 _LAZY = {
     "DEFAULT_SAMPLE": "methbuild.stats.collect",
     "StatsReport": "methbuild.stats.collect",
-    "collect": "methbuild.stats.collect",
     "summarize": "methbuild.stats.collect",
     "list_images": "methbuild.stats.inputs",
     "read_manifest": "methbuild.stats.inputs",
@@ -25,7 +24,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'methbuild.stats' has no attribute {name!r}")
+__getattr__ = lazy_getattr("methbuild.stats", _LAZY)
