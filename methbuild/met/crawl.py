@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
+import mmap
 import os
 import random
 import resource
@@ -58,6 +61,7 @@ DEFAULT_PIXEL_LIMIT = 300_000_000
 DEFAULT_MAX_BYTES = 2 << 30
 CHUNK = 1 << 20  # 1 MiB per read (measured faster and leaner than 256 KiB); at most two per download in memory
 WRITEBACK_EVERY = 8 << 20
+DIRECT_ALIGN = 4096  # O_DIRECT: offsets, lengths and addresses in multiples of the block size
 READ_BUFSIZE = 1 << 18  # aiohttp socket buffer; larger ones measured slower on loopback
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "TIFF": "tif", "WEBP": "webp", "GIF": "gif", "BMP": "bmp",
               "JPEG2000": "jp2", "MPO": "jpg"}
@@ -175,23 +179,87 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _consume(fh, h, chunk: bytes, written: int) -> None:
-    h.update(chunk)
-    fh.write(chunk)
-    if written % WRITEBACK_EVERY < len(chunk):
-        # Start writeback now (Linux: DONTNEED writes dirty pages back, then drops them), so the
-        # final fdatasync waits for the tail only and the images do not crowd the page cache.
-        with contextlib.suppress(OSError, AttributeError):
-            os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+class _Sink:
+    """Where one download's bytes go: a temp file written with ``O_DIRECT`` where the file system
+    allows it (the bytes go from our buffer to the disk, no copy into the page cache, no writeback
+    work later), else buffered with early writeback. Hashing and writing run in a worker thread
+    (both release the GIL) on one full buffer while the event loop fills the next one."""
+
+    def __init__(self, fd: int, direct: bool) -> None:
+        self.fd, self.h, self.n = fd, hashlib.sha256(), 0
+        self.direct = direct
+        if direct:
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_DIRECT)
+            except (OSError, AttributeError):
+                self.direct = False
+
+    def _write_all(self, view: memoryview) -> None:
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    def _buffered(self) -> None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+        self.direct = False
+
+    def consume(self, buf: mmap.mmap, length: int) -> None:
+        """Hash and write ``buf[:length]`` (a full buffer: a multiple of the block size)."""
+        view = memoryview(buf)[:length]
+        try:
+            self.h.update(view)
+            if self.direct:
+                try:
+                    self._write_all(view)
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:
+                        raise
+                    self._buffered()  # the file system refused O_DIRECT after all
+                    self._write_all(view)
+            else:
+                self._write_all(view)
+                before = self.n
+                if (before + length) // WRITEBACK_EVERY != before // WRITEBACK_EVERY:
+                    # Start writeback now (Linux: DONTNEED writes dirty pages back, then drops them), so
+                    # the final fdatasync waits for the tail only and the images do not crowd the page cache.
+                    with contextlib.suppress(OSError, AttributeError):
+                        os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            self.n += length
+        finally:
+            view.release()
+
+    def finish(self, buf: mmap.mmap, length: int) -> None:
+        """Hash and write the tail ``buf[:length]`` (any length), then make the file durable."""
+        view = memoryview(buf)[:length]
+        try:
+            self.h.update(view)
+            if self.direct and length % DIRECT_ALIGN:
+                # O_DIRECT writes whole blocks: write the padded block, then cut the file to size.
+                padded = memoryview(buf)[:length + DIRECT_ALIGN - length % DIRECT_ALIGN]
+                try:
+                    self._write_all(padded)
+                finally:
+                    padded.release()
+                os.ftruncate(self.fd, self.n + length)
+            else:
+                self._write_all(view)
+            self.n += length
+        finally:
+            view.release()
+        os.fdatasync(self.fd)  # data and size on disk before the name: no empty file after a power cut
 
 
-def _fsync_and_rename(tmp: str, final: str) -> None:
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fdatasync(fd)  # data and size on disk before the name: no empty file after a power cut
-    finally:
-        os.close(fd)
-    os.replace(tmp, final)
+class _BufferPool:
+    """Page-aligned buffers (O_DIRECT needs aligned memory), reused across downloads."""
+
+    def __init__(self) -> None:
+        self._free: list[mmap.mmap] = []
+
+    def get(self) -> mmap.mmap:
+        return self._free.pop() if self._free else mmap.mmap(-1, CHUNK)
+
+    def put(self, buf: mmap.mmap) -> None:
+        self._free.append(buf)
 
 
 class _TransientError(Exception):
@@ -216,7 +284,7 @@ class Crawler:
 
     def __init__(self, out: Path, *, api_url: str, concurrency: int, api_rate: float, image_rate: float,
                  allow_hosts: Sequence[str], retries: int, retry_base: float, retry_max: float,
-                 timeout: float, pixel_limit: int, max_bytes: int, progress: bool) -> None:
+                 timeout: float, pixel_limit: int, max_bytes: int, progress: bool, direct_io: bool = True) -> None:
         self.out = out
         self.images = out / "images"
         self.api_url = api_url.rstrip("/")
@@ -234,6 +302,8 @@ class Crawler:
         self._rng = random.Random()
         # hashing, writing, fsync and header parsing: off the event loop (a slow fsync must not stall hashing)
         self._io_pool = ThreadPoolExecutor(max_workers=min(64, concurrency + 2), thread_name_prefix="crawl-io")
+        self._buffers = _BufferPool()
+        self.direct_io = direct_io
 
     # ------------------------------------------------------------ HTTP
     async def _fetch_record(self, session: aiohttp.ClientSession, object_id: int) -> Outcome | dict:
@@ -307,31 +377,59 @@ class Crawler:
     async def _stream(self, resp: aiohttp.ClientResponse, object_id: int, url: str, expected: int | None,
                       ctype: str) -> Outcome:
         fd, tmp = tempfile.mkstemp(prefix=f".{object_id}{TMP_MARK}", dir=self.images)
-        keep = False
+        done = False
         loop = asyncio.get_running_loop()
+        bufs = [self._buffers.get(), self._buffers.get()]
+        pending: asyncio.Future | None = None  # the thread's work on one buffer
+
+        def cleanup(_=None) -> None:
+            if pending is not None and pending.done() and not pending.cancelled():
+                pending.exception()  # retrieved: an error is already reported, or the download was cancelled
+            for b_ in bufs:
+                self._buffers.put(b_)
+            if fd >= 0:
+                os.close(fd)
+            if not done:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+
         try:
-            h = hashlib.sha256()
-            n = 0
-            with os.fdopen(fd, "wb", buffering=0) as fh:
-                # Hashing and writing run in a thread (both release the GIL) while the event loop
-                # reads the next chunk: at most two chunks per download are in memory.
-                pending: asyncio.Future | None = None
-                try:
-                    async for chunk in resp.content.iter_chunked(CHUNK):
-                        n += len(chunk)
-                        if n > self.max_bytes:
-                            return Outcome(st.REFUSED, f"image larger than the byte limit ({self.max_bytes})",
-                                           url=url)
-                        if pending is not None:
-                            await pending
-                        pending = loop.run_in_executor(self._io_pool, _consume, fh, h, chunk, n)
-                finally:
-                    if pending is not None:
-                        await pending
+            sink = _Sink(fd, self.direct_io)
+            # The socket's pieces (up to READ_BUFSIZE each, as they arrive) are copied into a 1 MiB
+            # page-aligned buffer; a full buffer is hashed and written in a thread while the loop
+            # fills the other one. At most two buffers per download, whatever the image size.
+            buf, pos, n = bufs[0], 0, 0
+            async for piece in resp.content.iter_any():
+                size = len(piece)
+                n += size
+                if n > self.max_bytes:
+                    return Outcome(st.REFUSED, f"image larger than the byte limit ({self.max_bytes})", url=url)
+                if CHUNK - pos > size:  # the common case: the piece fits and leaves room
+                    buf[pos:pos + size] = piece
+                    pos += size
+                else:
+                    view, off = memoryview(piece), 0
+                    while off < size:
+                        take = min(CHUNK - pos, size - off)
+                        buf[pos:pos + take] = view[off:off + take]
+                        pos += take
+                        off += take
+                        if pos == CHUNK:
+                            if pending is not None:
+                                await pending
+                            pending = loop.run_in_executor(self._io_pool, sink.consume, buf, CHUNK)
+                            bufs.reverse()
+                            buf, pos = bufs[0], 0
+                    view.release()
+            if pending is not None:
+                await pending
             if expected is not None and n != expected:
                 raise _TransientError(f"truncated body: {n} of {expected} bytes", "img_truncated")
             if n == 0:
                 raise _TransientError("empty image body", "img_empty")
+            pending = loop.run_in_executor(self._io_pool, sink.finish, buf, pos)  # tail, then fdatasync
+            await pending
+            self.direct_io = sink.direct
             try:
                 info = await loop.run_in_executor(self._io_pool, _probe, tmp)
             except ValueError as exc:
@@ -340,17 +438,19 @@ class Crawler:
                 return Outcome(st.REFUSED, f"{info.width}x{info.height} exceeds the pixel limit "
                                f"({self.pixel_limit} px; a decompression bomb?)", url=url)
             name = f"{object_id}.{EXTENSIONS.get(info.format, info.format.lower() or 'bin')}"
-            await loop.run_in_executor(self._io_pool, _fsync_and_rename, tmp, str(self.images / name))
-            keep = True
+            os.replace(tmp, self.images / name)  # after the fdatasync: a final name only ever has complete data
+            done = True
             self.report.bytes_now += n
             self.report.downloaded_now += 1
             return Outcome(st.DOWNLOADED, url=url, image=dict(
-                image_file=f"images/{name}", nbytes=n, sha256=h.hexdigest(), width=info.width,
+                image_file=f"images/{name}", nbytes=n, sha256=sink.h.hexdigest(), width=info.width,
                 height=info.height, content_type=ctype.split(";")[0].strip() or None))
         finally:
-            if not keep:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+            if pending is not None and not pending.done():
+                # Cancelled while a thread still works on a buffer and the file: clean up after it.
+                pending.add_done_callback(cleanup)
+            else:
+                cleanup()
 
     # ------------------------------------------------------------ one object
     def _existing_image(self, object_id: int) -> Path | None:

@@ -22,6 +22,8 @@ import csv
 import hashlib
 import io
 import math
+import os
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -261,6 +263,40 @@ class MirrorTruth:
     sha256: str
 
 
+
+@dataclass
+class _CachedImage:
+    """One rendered image in an anonymous in-memory file: a server hands such a file to the kernel
+    (``sendfile``) instead of copying its bytes through user space for every request."""
+
+    file: io.RawIOBase
+    size: int
+
+    @classmethod
+    def of(cls, data: bytes) -> _CachedImage:
+        if hasattr(os, "memfd_create"):
+            f = io.FileIO(os.memfd_create("methbuild-mirror-image", os.MFD_CLOEXEC), "r+")  # noqa: SIM115 - the cache owns it
+        else:  # not Linux: an unlinked temporary file
+            f = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115
+        f.write(data)
+        return cls(f, len(data))
+
+    def read(self) -> bytes:
+        return os.pread(self.file.fileno(), self.size, 0)
+
+
+async def _send_image(request: web.Request, image: _CachedImage) -> web.StreamResponse:
+    """A 200 with the image body, sent by ``sendfile`` (the loop falls back to read/write without it)."""
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "image/jpeg", "X-Methbuild-Mirror": "1"})
+    resp.content_length = image.size
+    await resp.prepare(request)
+    if request.transport is None:
+        raise ConnectionResetError("connection lost")
+    await asyncio.get_running_loop().sendfile(request.transport, image.file, 0, image.size)
+    await resp.write_eof()
+    return resp
+
+
 class Mirror:
     """The mirror's state: records, sizes, an image cache and the fault injector."""
 
@@ -297,7 +333,7 @@ class Mirror:
         for row in rows:
             rec = record_from_row(row)
             self.records[rec["objectID"]] = rec
-        self._cache: OrderedDict[tuple[int, str], bytes] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, str], _CachedImage] = OrderedDict()
         self._cache_bytes, self._cache_limit = 0, cache_bytes
         self._sha_by_key: dict[int, str] = {}  # sha256 of each rendered original (images are deterministic)
         self._len_by_key: dict[int, int] = {}
@@ -326,26 +362,30 @@ class Mirror:
         data = self.render(object_id, variant)
         return data, hashlib.sha256(data).hexdigest()  # in the worker thread, not on the event loop
 
-    async def image_bytes(self, object_id: int, variant: str) -> bytes:
+    async def image_file(self, object_id: int, variant: str) -> _CachedImage:
+        """The rendered image, cached in an anonymous in-memory file (served with ``sendfile``)."""
         key = (self._image_key(object_id), variant)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            data = self._cache.get(key)
-            if data is None:
+            cached = self._cache.get(key)
+            if cached is None:
                 data, sha = await asyncio.get_running_loop().run_in_executor(
                     None, self._render_with_truth, object_id, variant)
                 if variant == "original":
                     self._sha_by_key[key[0]], self._len_by_key[key[0]] = sha, len(data)
-                self._cache[key] = data
-                self._cache_bytes += len(data)
+                cached = self._cache[key] = _CachedImage.of(data)
+                self._cache_bytes += cached.size
                 while self._cache_bytes > self._cache_limit and len(self._cache) > 1:
-                    _, old = self._cache.popitem(last=False)
-                    self._cache_bytes -= len(old)
+                    _, old = self._cache.popitem(last=False)  # closed when the last response using it ends
+                    self._cache_bytes -= old.size
         self._locks.pop(key, None)
-        return data
+        return cached
+
+    async def image_bytes(self, object_id: int, variant: str) -> bytes:
+        return (await self.image_file(object_id, variant)).read()
 
     def truth(self, object_id: int) -> MirrorTruth:
         """What the mirror serves (or will serve) as the original image of ``object_id``."""
@@ -482,10 +522,10 @@ class Mirror:
             return await self._fault_response(request, kind)
         if kind == "slow":
             await self._fault_response(request, kind)
-        data = await self.image_bytes(oid, variant)
         if kind in ("truncate", "corrupt"):
+            data = await self.image_bytes(oid, variant)
             return await self._fault_response(request, kind, data, "image/jpeg")
-        return web.Response(body=data, content_type="image/jpeg")
+        return await _send_image(request, await self.image_file(oid, variant))
 
     async def handle_truth(self, request: web.Request) -> web.StreamResponse:
         oid = int(request.match_info["oid"])
