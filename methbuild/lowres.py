@@ -5,16 +5,17 @@ with a = −0.5, the kernel widened by the scale when shrinking (antialiasing), 
 libvips' ``reduce`` with ``kernel="cubic"`` is that kernel (Catmull-Rom = Keys a = −0.5),
 antialiased, centre-aligned, ≥ 55 dB PSNR from a float64 port of ``imresize``; ``resize`` and its
 default ``gap`` (a box pre-shrink) drift to 48–50 dB, so we call ``reduce`` with ``gap=0``.
-``reduce`` extends the image edge by copying; ``imresize`` mirrors it (edge pixel repeated). Only
-the outer two LR pixels on each side can differ, so they are recomputed from thin strips read
-through a mirrored border (``embed(extend="mirror")``): the result is bit-identical to reducing
-the whole mirrored image, costs a few percent more than a plain ``reduce``, and gains ~2 dB on
-high-frequency content.
+``reduce`` extends the image edge by copying; ``imresize`` mirrors it (edge pixel repeated), which
+gains ~2 dB on high-frequency content, so the HR is read into a buffer with a mirrored border (a
+multiple of every scale, so each LR grid is the image's) and reduced from there: bit-identical to
+reducing the whole mirrored image.
 
-Per HR image: decode once into memory (EXIF orientation applied, alpha dropped, CMYK and
-16-bit converted to 8-bit sRGB / grey), crop to multiples of ``crop_multiple`` anchored top-left
-so each LR copy is exactly HR/s, then derive every scale from that one decoded image and write
-``out/X<s>/<stem>.png`` (lossless, 8-bit). The HR original is never re-encoded.
+Per HR image (:func:`stream_pyramid`): EXIF orientation applied, alpha dropped, CMYK and 16-bit
+converted to 8-bit sRGB / grey, cropped top-left to multiples of ``crop_multiple`` so each LR copy
+is exactly HR/s. One thread decodes it band by band into the mirrored buffer (once, never the
+whole file at a time in libvips); one thread per scale reduces the rows already decoded and
+streams them into ``out/X<s>/<stem>.png`` (lossless, 8-bit), so decoding, reducing and PNG
+encoding overlap. The HR original is never re-encoded.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 from methbuild.errors import UserError
 from methbuild.executor import default_workers, run_tasks
 from methbuild.io.atomic import clean_stale_temps, ensure_writable_dir
-from methbuild.io.lowres_png import png_size, write_png
+from methbuild.io.lowres_png import PngStream, png_size
 
 SCALES = (2, 4, 8, 16)
 CROP_MULTIPLE = 16
@@ -117,14 +118,12 @@ def check_scales(scales: Sequence[int], crop_multiple: int) -> tuple[int, ...]:
     return tuple(sorted({int(s) for s in scales}))
 
 
-EDGE_LR = 2  # LR pixels per side whose kernel reaches past the edge: centre (i + ½)·s, half-width 2s
-
-
 def _padded_reduce(image, scale: int, pad: int | None = None):
-    """Reduce through a mirrored border (edge pixel repeated, as imresize): exact everywhere.
+    """Reduce through a mirrored border (edge pixel repeated, as imresize), the whole image at once.
 
-    The padded image is materialised first: ``reduce`` then reads memory directly instead of
-    pulling every input line through ``embed`` several times (4–8× slower at ×16).
+    The reference for :func:`stream_pyramid` and the path for images too small to stream. The
+    padded image is materialised first: ``reduce`` then reads memory directly instead of pulling
+    every input line through ``embed`` several times (4–8× slower at ×16).
     """
     pad = 3 * scale if pad is None else pad  # > the kernel's reach of 2·scale; a multiple of scale
     big = image.embed(pad, pad, image.width + 2 * pad, image.height + 2 * pad, extend="mirror").copy_memory()
@@ -133,87 +132,211 @@ def _padded_reduce(image, scale: int, pad: int | None = None):
                                                                   image.height // scale)
 
 
-@dataclass
-class BorderStrips:
-    """The HR's outer rows and columns, mirrored outwards and in memory, shared by every scale.
+BAND_ROWS = 256  # HR rows decoded per step
+CHUNK_ROWS = 512  # HR rows' worth of LR rows produced per step of each scale
+MIN_CHUNK_LR_ROWS = 64
+CONTEXT = 3  # mirrored border, in units of the largest scale: more than the cubic's reach of 2·scale
 
-    ``rows`` is the top ``ctx`` rows joined to the bottom ``ctx`` rows, ``cols`` the left and
-    right ``ctx`` columns, each padded by ``pad`` mirrored pixels. ``unit`` (the least common
-    multiple of the scales) divides ``ctx`` and ``pad``, so every scale's LR grid lines up with the
-    image's; the seam of each join is read only by LR pixels we discard.
+
+class _BufferStore:
+    """One reusable HR buffer per process: a worker's images reuse the memory of the last one
+    instead of faulting in tens of megabytes of fresh pages per image (~20% of a decode). Kept
+    only up to ``KEEP_BYTES``; a buffer in use by another thread is not shared (a new one is made)."""
+
+    KEEP_BYTES = 256 << 20
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._free = None
+
+    def take(self, shape: tuple[int, ...]):
+        import numpy as np
+
+        n = math.prod(shape)
+        with self._lock:
+            flat, self._free = self._free, None
+        if flat is None or flat.size < n:
+            flat = np.empty(n, np.uint8)
+        return flat[:n].reshape(shape)
+
+    def give(self, array) -> None:
+        flat = array.base if array.base is not None else array
+        if flat.size <= self.KEEP_BYTES:
+            with self._lock:
+                if self._free is None or self._free.size < flat.size:
+                    self._free = flat
+
+
+_BUFFERS = _BufferStore()
+
+
+class _MirroredHR:
+    """The HR image decoded into memory with a mirrored border (edge pixel repeated, as imresize),
+    filled band by band so that reading can start before decoding ends.
+
+    ``fill()`` decodes ``hr`` top to bottom, a band at a time (each band its own small pipeline
+    over the sequentially opened file: it is decoded exactly once), copies it in and mirrors its
+    ends left and right; the rows above the image are mirrored once the first rows are in, the
+    rows below at the end. ``ready`` counts the buffer rows that are final, ``wait(n)`` blocks
+    until the first ``n`` are. ``image`` is a libvips image over the buffer (no copy): an
+    operation may read any rows below ``ready``.
     """
 
-    rows: object
-    cols: object
-    ctx: int
-    pad: int
+    def __init__(self, hr, pad: int, band_rows: int = BAND_ROWS) -> None:
+        import threading
 
-    @classmethod
-    def of(cls, image, unit: int) -> BorderStrips | None:
-        ctx, pad = (EDGE_LR + 2) * unit, 3 * unit
-        if image.width < 2 * ctx or image.height < 2 * ctx:
-            return None
-        w, h = image.width, image.height
+        import numpy as np
 
-        def mirrored(strip):
-            return strip.embed(pad, pad, strip.width + 2 * pad, strip.height + 2 * pad, extend="mirror").copy_memory()
+        self.hr, self.pad, self.band_rows = hr, pad, max(band_rows, pad)
+        self.width, self.height, self.bands = hr.width, hr.height, hr.bands
+        self.buffer = _BUFFERS.take((self.height + 2 * pad, self.width + 2 * pad, self.bands))
+        self.image = _vips().Image.new_from_memory(self.buffer, self.width + 2 * pad, self.height + 2 * pad,
+                                                   self.bands, "uchar")
+        self.ready = 0
+        self.error: BaseException | None = None
+        self.stopped = False
+        self._cond = threading.Condition()
 
-        rows = mirrored(image.crop(0, 0, w, ctx).join(image.crop(0, h - ctx, w, ctx), "vertical"))
-        cols = mirrored(image.crop(0, 0, ctx, h).join(image.crop(w - ctx, 0, ctx, h), "horizontal"))
-        return cls(rows, cols, ctx, pad)
+    def _publish(self, ready: int) -> None:
+        with self._cond:
+            self.ready = ready
+            self._cond.notify_all()
 
-    def patch(self, out, scale: int) -> None:
-        """Overwrite the outer ``EDGE_LR`` LR pixels of ``out`` (the plain ``reduce``) with mirrored ones."""
-        m, off, n = EDGE_LR, self.pad // scale, 2 * self.ctx // scale
-        h, w = out.shape[:2]
-        rows = self.rows.reduce(scale, scale, kernel="cubic", gap=0.0).numpy()
-        out[:m] = rows[off: off + m, off: off + w]
-        out[h - m:] = rows[off + n - m: off + n, off: off + w]
-        cols = self.cols.reduce(scale, scale, kernel="cubic", gap=0.0).numpy()
-        out[:, :m] = cols[off: off + h, off: off + m]
-        out[:, w - m:] = cols[off: off + h, off + n - m: off + n]
+    def fill(self) -> None:
+        import numpy as np
+
+        p, w, h, buf = self.pad, self.width, self.height, self.buffer
+        try:
+            for top in range(0, h, self.band_rows):
+                if self.stopped:
+                    return
+                n = min(self.band_rows, h - top)
+                # each band is its own small pipeline over the sequentially opened file: decoded once
+                band = np.frombuffer(self.hr.crop(0, top, w, n).write_to_memory(), np.uint8)
+                rows = buf[p + top: p + top + n]
+                rows[:, p: p + w] = band.reshape(n, w, self.bands)
+                rows[:, :p] = rows[:, p: 2 * p][:, ::-1]  # column -1 is column 0, -2 is 1, ...
+                rows[:, p + w:] = rows[:, w: p + w][:, ::-1]  # column w is column w - 1, ...
+                if top + n >= p and top < p:  # the first p rows are in: mirror them above the image
+                    buf[:p] = buf[p: 2 * p][::-1]
+                if top + n == h:  # the last rows: mirror them below
+                    buf[p + h:] = buf[h: p + h][::-1]
+                self._publish(p + top + n if top + n >= p else 0)
+            self._publish(h + 2 * p)
+        except BaseException as exc:
+            with self._cond:
+                self.error = exc
+                self._cond.notify_all()
+            raise
+
+    def wait(self, rows: int) -> None:
+        with self._cond:
+            while self.ready < rows and self.error is None:
+                self._cond.wait()
+            if self.error is not None and self.ready < rows:
+                raise self.error
+
+    def stop(self) -> None:
+        self.stopped = True
 
 
-def mirrored_reduce_array(image, scale: int, strips: BorderStrips | None = None):
-    """``image`` (sides divisible by ``scale``) shrunk by the integer ``scale`` with the antialiased
-    Keys cubic and ``imresize``'s mirrored border, as a numpy array (H × W [× bands], uint8).
+def stream_pyramid(hr, scales: Sequence[int], sink, *, chunk_rows: int = CHUNK_ROWS,
+                   band_rows: int = BAND_ROWS, threaded: bool = True) -> None:
+    """Make the LR images of ``hr`` (8-bit, sides divisible by every scale) and hand them to
+    ``sink(scale, rows)`` a block of rows at a time, top to bottom (H × W × bands uint8 arrays).
 
-    ``reduce`` itself extends edges by copying, which only changes the outer ``EDGE_LR`` LR pixels
-    on each side; the bulk is a plain ``reduce`` reading the in-memory image directly, and those
-    border pixels are recomputed from :class:`BorderStrips` and written over it. The result is
-    identical to reducing the whole mirrored image, at a few percent of extra cost.
+    Each scale is ``reduce(kernel="cubic", gap=0)`` of the image with imresize's mirrored border,
+    the border a multiple of the scale so the LR grid is the image's: bit-identical to
+    :func:`_padded_reduce`. ``hr`` is decoded once into a :class:`_MirroredHR`; with ``threaded``
+    the decoding runs in its own thread and every scale in another, each reducing and handing on
+    the rows as soon as the HR rows they reach are decoded (libvips, numpy and the PNG deflate
+    release the GIL). Calls for one scale come from one thread, in order.
     """
-    if strips is None:
-        strips = BorderStrips.of(image, scale)
-    if strips is None:  # a small image: mirror the whole of it
-        return _padded_reduce(image, scale).numpy()
-    out = image.reduce(scale, scale, kernel="cubic", gap=0.0).numpy()
-    strips.patch(out, scale)
-    return out
+    scales = tuple(sorted(scales))
+    w, h, bands = hr.width, hr.height, hr.bands
+    pad = CONTEXT * max(scales)
+    if w < pad or h < pad:  # too small for one reflection: mirror the whole image in libvips
+        small = hr.copy_memory()
+        for s in scales:
+            sink(s, _padded_reduce(small, s).numpy().reshape(h // s, w // s, bands))
+        return
+    src = _MirroredHR(hr, pad, band_rows)
+    try:
+        _run_scales(src, scales, sink, chunk_rows, threaded)
+    finally:
+        image, buffer = src.image, src.buffer
+        del src.image, src.buffer, image  # libvips lets go of the memory first
+        _BUFFERS.give(buffer)
 
 
-def _lcm(values: Sequence[int]) -> int:
-    return math.lcm(*values)
+def _run_scales(src: _MirroredHR, scales: tuple[int, ...], sink, chunk_rows: int, threaded: bool) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    w, h, bands, pad = src.width, src.height, src.bands, src.pad
+
+    def one_scale(s: int) -> None:
+        c = CONTEXT * s  # the border this scale reads: a multiple of s
+        lr = src.image.crop(pad - c, pad - c, w + 2 * c, h + 2 * c).reduce(s, s, kernel="cubic", gap=0.0)
+        lw, lh = w // s, h // s
+        step = max(1, chunk_rows // s, MIN_CHUNK_LR_ROWS)  # each step is a libvips evaluation: not too short
+        for y in range(0, lh, step):
+            n = min(step, lh - y)
+            # LR rows up to j read HR rows up to (j + 1)·s + 2·s past the image's top (+ the border)
+            src.wait(min(h + 2 * pad, pad + (y + n + CONTEXT) * s))
+            if src.stopped:
+                return
+            block = lr.crop(CONTEXT, CONTEXT + y, lw, n).write_to_memory()
+            sink(s, _as_rows(block, n, lw, bands))
+
+    if not threaded:
+        src.fill()
+        for s in scales:
+            one_scale(s)
+        return
+    with ThreadPoolExecutor(len(scales) + 1, thread_name_prefix="lowres") as pool:
+        filling = pool.submit(src.fill)
+        jobs = [pool.submit(one_scale, s) for s in scales]
+        try:
+            for job in jobs:
+                job.result()
+            filling.result()
+        except BaseException:
+            src.stop()
+            with src._cond:  # wake the scales waiting for rows that will not come
+                src.error = src.error or RuntimeError("stopped")
+                src._cond.notify_all()
+            raise
+
+
+def _as_rows(data, n: int, width: int, bands: int):
+    import numpy as np
+
+    return np.frombuffer(data, np.uint8).reshape(n, width, bands)
 
 
 def bicubic_pyramid(image, scales: Sequence[int] = SCALES, crop_multiple: int = CROP_MULTIPLE) -> dict:
     """{scale: LR image} of one HR ``pyvips.Image``: prepared (see :func:`prepare`), cropped top-left
     to multiples of ``crop_multiple``, each scale reduced directly from the HR (never from another LR).
 
-    The HR is read into memory once (decoded once, if ``image`` is a file) and the LR images
-    come back in memory, 8-bit, with the HR's interpretation.
+    The HR is read once (decoded once, if ``image`` is a file) and the LR images come back in
+    memory, 8-bit, with the HR's interpretation.
     """
+    import numpy as np
+
     scales = check_scales(scales, crop_multiple)
     hr, _ = prepare(image)
     left, top, w, h = crop_box(hr.width, hr.height, crop_multiple)
     if w == 0 or h == 0:
         raise ValueError(f"image is {hr.width}x{hr.height}, smaller than --crop-multiple {crop_multiple}")
-    hr = hr.crop(left, top, w, h).copy_memory()
+    hr = hr.crop(left, top, w, h)
     pyvips = _vips()
-    strips = BorderStrips.of(hr, _lcm(scales))
+    parts: dict[int, list] = {s: [] for s in scales}
+    stream_pyramid(hr, scales, lambda s, rows: parts[s].append(rows))
     out = {}
     for s in scales:
-        lr = pyvips.Image.new_from_array(mirrored_reduce_array(hr, s, strips))
+        lr = pyvips.Image.new_from_array(np.concatenate(parts[s]))
         out[s] = lr.copy(interpretation=hr.interpretation)
     return out
 
@@ -234,31 +357,10 @@ class LowresTask:
 _configured: int | None = None
 
 
-M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-MMAP_THRESHOLD = 1 << 20
-
-
-def _fixed_mmap_threshold() -> None:
-    """Serve every buffer of 1 MB or more from mmap, so it goes back to the OS when freed.
-
-    glibc raises its mmap threshold after the first big free (up to 32 MB), after which the
-    per-scale LR arrays land on the heap and fragment it: peak RSS over a run grew ~50% above
-    that of one image. A fixed threshold keeps it flat (benchmarks/bench_lowres.py).
-    """
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
-
-
 def _configure_vips(threads: int) -> object:
     """Per process: no operation cache (memory stays flat over thousands of images), ``threads`` vips threads."""
     global _configured
     pyvips = _vips()
-    if _configured is None:
-        _fixed_mmap_threshold()
     if _configured != threads:
         pyvips.cache_set_max(0)
         pyvips.cache_set_max_mem(0)
@@ -287,6 +389,33 @@ def _is_complete(path: Path, size: tuple[int, int], source_mtime_ns: int) -> boo
         return False
 
 
+def _write_scales(hr, scales: Sequence[int], sizes: dict, task: LowresTask, profile: bytes | None) -> None:
+    """Stream ``hr`` through :func:`stream_pyramid` into one PNG per scale.
+
+    Each scale's rows are filtered and deflated in that scale's thread as they come, while the
+    HR is still being decoded. Every PNG gets its final name only when all of them are
+    complete; on any error none does.
+    """
+    pyvips = _vips()
+    # No fsync per LR file: the rename is atomic, and a file a crash might leave incomplete
+    # fails png_size's check (signature, IHDR size, IEND trailer) and is redone on resume.
+    writers: dict[int, PngStream] = {}
+    try:
+        for s in scales:
+            writers[s] = PngStream(lr_path(task.out, s, task.stem), *sizes[s], hr.bands, icc_profile=profile,
+                                   fsync=False)
+        try:
+            stream_pyramid(hr, scales, lambda s, rows: writers[s].write(rows))
+        except pyvips.Error as exc:
+            raise ValueError(f"cannot decode: {_vips_reason(exc)}") from None
+        for s in scales:
+            writers[s].close()
+    except BaseException as exc:
+        for w in writers.values():
+            w.abort(exc)
+        raise
+
+
 def make_lowres(task: LowresTask) -> dict:
     """Write every scale of one HR image (unless already complete); return its ``lowres.csv`` row."""
     pyvips = _configure_vips(task.vips_threads)
@@ -307,26 +436,15 @@ def make_lowres(task: LowresTask) -> dict:
     todo = [s for s in task.scales if not _is_complete(lr_path(task.out, s, task.stem), sizes[s], source_mtime)]
     decoded_mp = 0.0
     if todo:
-        try:
-            # Decode once, streaming into memory; every scale is then read from this one copy.
-            decoded = image.copy_memory()
-            prepared, _ = prepare(decoded)
-            if notes:  # rotation / conversion computed once too, not once per scale
-                prepared = prepared.copy_memory()
-            del decoded
-        except pyvips.Error as exc:
-            raise ValueError(f"cannot decode: {_vips_reason(exc)}") from None
-        decoded_mp = width * height / 1e6
-        hr = prepared.crop(*box)
+        if any(n.startswith("EXIF orientation") for n in notes):
+            try:  # a rotation reads the image in another order than it is stored: decode it whole first
+                hr = hr.copy_memory()
+            except pyvips.Error as exc:
+                raise ValueError(f"cannot decode: {_vips_reason(exc)}") from None
+        hr = hr.crop(*box)
         profile = hr.get("icc-profile-data") if hr.get_typeof("icc-profile-data") else None
-        strips = BorderStrips.of(hr, _lcm(task.scales))
-        for s in todo:
-            pixels = mirrored_reduce_array(hr, s, strips)
-            if pixels.shape[:2] != sizes[s][::-1]:  # never expected: a wrong size must not be written
-                raise RuntimeError(f"x{s} came out {pixels.shape[1]}x{pixels.shape[0]}, expected {sizes[s]}")
-            # No fsync per LR file: the rename is atomic, and a file a crash might leave incomplete
-            # fails png_size's check (signature, IHDR size, IEND trailer) and is redone on resume.
-            write_png(lr_path(task.out, s, task.stem), pixels, icc_profile=profile, fsync=False)
+        _write_scales(hr, todo, sizes, task, profile)
+        decoded_mp = width * height / 1e6
     row: dict = {"source": task.source, "stem": task.stem, "status": "written" if todo else "already complete",
                  "width": width, "height": height, "bands": bands, "crop_left": box[0], "crop_top": box[1],
                  "crop_width": box[2], "crop_height": box[3], "notes": "; ".join(notes)}

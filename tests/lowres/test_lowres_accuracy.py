@@ -119,19 +119,33 @@ def test_other_crop_multiple_and_scales():
     assert (out[6].width, out[6].height) == (16, 11)
 
 
-def test_fast_border_equals_whole_mirrored_image():
-    # the production path patches the border from thin strips; it must equal mirroring the whole image
-    from methbuild.lowres import BorderStrips, _padded_reduce, mirrored_reduce_array
+@pytest.mark.parametrize("band_rows,chunk_rows", [(16, 16), (48, 100), (100, 32), (256, 512)])
+def test_streamed_bands_equal_the_whole_mirrored_image(band_rows, chunk_rows):
+    # the production path reduces a window of rows at a time with mirrored context; every band
+    # size (one band, many, a short last band) must give exactly the whole mirrored image's reduce
+    from methbuild.lowres import _padded_reduce, stream_pyramid
 
     for a in (high_frequency(400, 304, "noise", seed=3), natural(320, 128, bands=1, seed=4), natural(96, 96, seed=5),
-              natural(1040, 160, seed=6)):
+              natural(1040, 160, seed=6), natural(48, 1040, seed=7), natural(32, 32, seed=8)):
         im = pyvips.Image.new_from_array(np.ascontiguousarray(a)).copy(interpretation="srgb" if a.ndim == 3 else "b-w")
-        shared = BorderStrips.of(im, 16)
-        for s in SCALES:
-            whole = _padded_reduce(im, s).numpy()
-            assert np.array_equal(mirrored_reduce_array(im, s), whole), s
-            if shared is not None:  # strips made once for all scales (as build_lowres does)
-                assert np.array_equal(mirrored_reduce_array(im, s, shared), whole), s
+        for threaded in (True, False):
+            got: dict[int, list] = {}
+            stream_pyramid(im, SCALES, lambda s, rows: got.setdefault(s, []).append(rows), band_rows=band_rows,
+                           chunk_rows=chunk_rows, threaded=threaded)
+            for s in SCALES:
+                streamed = np.concatenate(got[s])
+                assert np.array_equal(streamed, _padded_reduce(im, s).numpy().reshape(streamed.shape)), (a.shape, s)
+
+
+def test_streamed_odd_scales_equal_the_whole_mirrored_image():
+    from methbuild.lowres import _padded_reduce, stream_pyramid
+
+    im = pyvips.Image.new_from_array(natural(300, 210, seed=11)).copy(interpretation="srgb")
+    got: dict[int, list] = {}
+    stream_pyramid(im, (3, 5, 6), lambda s, rows: got.setdefault(s, []).append(rows), band_rows=40, chunk_rows=30)
+    for s in (3, 5, 6):
+        streamed = np.concatenate(got[s])
+        assert np.array_equal(streamed, _padded_reduce(im, s).numpy().reshape(streamed.shape)), s
 
 
 def test_mirrored_border_is_closer_than_edge_copy():

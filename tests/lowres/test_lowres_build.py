@@ -157,6 +157,7 @@ def test_corrupt_files_are_listed_and_the_run_goes_on(tmp_path):
     assert "smaller than the crop multiple" in rows["tiny"]["error"]
     for name in ("garbage", "truncated", "tiny"):
         assert not any((out / f"X{s}" / f"{name}.png").exists() for s in SCALES)
+    assert not [p.name for p in out.rglob(".*")]  # no temporary file left behind
     for i in range(3):
         assert rows[f"good{i}"]["status"] == "written" and rows[f"good{i}"]["error"] == ""
     with pytest.raises(LowresFailures) as info:
@@ -379,3 +380,17 @@ def test_rerun_of_a_finished_set_opens_no_source(tmp_path):
     report = build_lowres(sources_from(src), out, workers=2, progress=False)
     assert (report.done, report.skipped, report.failed) == (0, 3, 0)
     assert (out / "lowres.csv").read_text() == before.replace(",written,", ",already complete,")
+
+
+def test_a_file_that_breaks_off_mid_image_leaves_no_lr_file(tmp_path):
+    # decoding fails after several bands were decoded, reduced and streamed into the PNGs: every
+    # scale's temporary file goes, no final name appears, and the reason is in the table
+    whole = io.BytesIO()
+    Image.fromarray(natural(1200, 1400, seed=12)).save(whole, "JPEG", quality=95)
+    src = tmp_path / "broken.jpg"
+    src.write_bytes(whole.getvalue()[: len(whole.getvalue()) * 3 // 4])
+    out = tmp_path / "out"
+    report = build_lowres([src], out, workers=1, progress=False)
+    assert report.failed == 1 and "decode" in report.failures[0][1]
+    assert not [p for p in out.rglob("*.png")]
+    assert not [p.name for p in out.rglob(".*")]
