@@ -295,13 +295,17 @@ def _run_scales(src: _MirroredHR, scales: tuple[int, ...], sink, chunk_rows: int
         for s in scales:
             one_scale(s)
         return
+    from concurrent.futures import FIRST_EXCEPTION, wait
+
     with ThreadPoolExecutor(len(scales) + 1, thread_name_prefix="lowres") as pool:
-        filling = pool.submit(src.fill)
-        jobs = [pool.submit(one_scale, s) for s in scales]
+        jobs = [pool.submit(src.fill), *(pool.submit(one_scale, s) for s in scales)]
         try:
+            wait(jobs, return_when=FIRST_EXCEPTION)  # a failure anywhere stops the rest at once
+            for job in jobs:
+                if job.done() and job.exception() is not None:
+                    raise job.exception()
             for job in jobs:
                 job.result()
-            filling.result()
         except BaseException:
             src.stop()
             with src._cond:  # wake the scales waiting for rows that will not come

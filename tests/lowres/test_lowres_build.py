@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import time
 import zlib
 from pathlib import Path
 
@@ -394,3 +395,25 @@ def test_a_file_that_breaks_off_mid_image_leaves_no_lr_file(tmp_path):
     assert report.failed == 1 and "decode" in report.failures[0][1]
     assert not [p for p in out.rglob("*.png")]
     assert not [p.name for p in out.rglob(".*")]
+
+
+def test_a_failing_scale_stops_the_image_at_once(tmp_path):
+    # one scale's sink failing (a full disk, say) must stop decoding and the other scales early,
+    # and the error must come out of stream_pyramid
+    from methbuild.lowres import stream_pyramid
+
+    im = pyvips.Image.new_from_array(natural(640, 2048, seed=13)).copy(interpretation="srgb")
+    calls = {s: 0 for s in SCALES}
+
+    def sink(s, rows):
+        calls[s] += 1
+        if s == 16:
+            raise OSError("No space left on device")
+        if s == 2:
+            time.sleep(0.05)  # a slow scale: 16 blocks would take 0.8 s
+
+    started = time.perf_counter()
+    with pytest.raises(OSError, match="No space"):
+        stream_pyramid(im, SCALES, sink, band_rows=64, chunk_rows=64)
+    assert calls[16] == 1
+    assert calls[2] < 2048 // 2 // 64 and time.perf_counter() - started < 0.6
