@@ -26,6 +26,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -66,9 +67,11 @@ def run_ours(args) -> None:
 
     fetch_peak = {}
     export = crawl_module._export
+    t0 = time.perf_counter()
 
     def export_after_noting_peak(state, out):  # the peak while fetching = the peak before the export
         fetch_peak["mb"] = _vm_hwm_mb()
+        fetch_peak["s"] = time.perf_counter() - t0
         export(state, out)
 
     crawl_module._export = export_after_noting_peak
@@ -76,7 +79,7 @@ def run_ours(args) -> None:
     r = crawl(ids, args.out, api_url=args.api, concurrency=args.concurrency, api_rate=5000, image_rate=5000,
               progress=False, retries=2, retry_base=0.1)
     print(json.dumps({"downloaded": r.counts["downloaded"], "bytes": r.bytes_now, "exit": r.exit_code,
-                      "fetch_rss_mb": fetch_peak["mb"], "rss_mb": _vm_hwm_mb()}))
+                      "fetch_rss_mb": fetch_peak["mb"], "rss_mb": _vm_hwm_mb(), "fetch_s": fetch_peak["s"]}))
 
 
 def run_requests(args) -> None:
@@ -114,8 +117,6 @@ def measure(cmd: list[str], env: dict | None = None) -> dict:
         for block in iter(lambda: stream.read(65536), b""):
             chunks[key].append(block)
 
-    import threading
-
     readers = [threading.Thread(target=drain, args=(proc.stdout, "out")),
                threading.Thread(target=drain, args=(proc.stderr, "err"))]
     for t in readers:
@@ -141,8 +142,83 @@ def measure(cmd: list[str], env: dict | None = None) -> dict:
     proc.returncode = code
     if code != 0:
         raise SystemExit(f"{cmd[:3]} failed ({code}):\n{err[-3000:]}")
-    return {"wall": wall, "durable": durable, "cpu": ru.ru_utime + ru.ru_stime, "rss_mb": peak / 2**20,
-            "stdout": out}
+    return {"wall": wall, "durable": durable, "cpu": ru.ru_utime + ru.ru_stime, "user": ru.ru_utime,
+            "sys": ru.ru_stime, "rss_mb": peak / 2**20, "stdout": out}
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + sys) a running process has used so far (the mirror's share of a run)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sha256_ms(nbytes: float) -> float:
+    """Milliseconds sha256 takes over ``nbytes`` here (1 MiB updates, warm cache): the floor's core."""
+    import hashlib
+
+    block = os.urandom(1 << 20)
+    h = hashlib.sha256()
+    t = time.perf_counter()
+    for _ in range(256):
+        h.update(block)
+    return (time.perf_counter() - t) / (256 << 20) * nbytes * 1000
+
+
+def _minimal_get(url: str, folder: Path, buf: bytearray) -> int:
+    """One image the cheapest way Python can: recv_into one buffer, sha256, an O_DIRECT write."""
+    import hashlib
+    import http.client
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    conn.request("GET", u.path)
+    resp = conn.getresponse()
+    h = hashlib.sha256()
+    view = memoryview(buf)
+    n = 0
+    fd = os.open(folder / f"{threading.get_ident()}.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o644)
+    try:
+        while True:
+            got = 0
+            while got < len(buf) and (k := resp.readinto(view[got:])):
+                got += k
+            if not got:
+                break
+            h.update(view[:got])
+            os.write(fd, view[:got + (-got) % 4096])  # whole blocks (the tail padded: a floor, not a file)
+            n += got
+            if got < len(buf):
+                break
+    finally:
+        os.close(fd)
+        conn.close()
+    return n
+
+
+def floor_probe(urls: list[str], folder: Path, mirror_pid: int, threads: int = 2) -> dict:
+    """CPU per image of the minimal client (:func:`_minimal_get` on ``threads`` threads) and the
+    mirror's: what any crawler here pays at least for the socket copy, the hash and the write."""
+    import mmap
+    import resource
+
+    folder.mkdir(parents=True, exist_ok=True)
+    local = threading.local()
+
+    def get(u):
+        if not hasattr(local, "buf"):
+            local.buf = mmap.mmap(-1, 1 << 20)  # page-aligned, as O_DIRECT needs
+        return _minimal_get(u, folder, local.buf)
+
+    r0, m0, t0 = resource.getrusage(resource.RUSAGE_SELF), proc_cpu(mirror_pid), time.perf_counter()
+    with ThreadPoolExecutor(threads) as ex:
+        total = sum(ex.map(get, urls))
+    wall = time.perf_counter() - t0
+    r1, m1 = resource.getrusage(resource.RUSAGE_SELF), proc_cpu(mirror_pid)
+    shutil.rmtree(folder, ignore_errors=True)
+    n = len(urls)
+    return {"images": n, "bytes": total, "ips": n / wall, "user_ms": (r1.ru_utime - r0.ru_utime) / n * 1000,
+            "sys_ms": (r1.ru_stime - r0.ru_stime) / n * 1000, "mirror_ms": (m1 - m0) / n * 1000}
 
 
 def ensure_img2dataset() -> bool:
@@ -264,16 +340,20 @@ def main() -> None:
         for rnd in range(args.rounds):
             out = work / "ours"
             shutil.rmtree(out, ignore_errors=True)
+            c0 = proc_cpu(mirror.pid)
             m = measure([sys.executable, __file__, "--run-ours", "--ids", str(work / "ids.txt"), "--out", str(out),
                          "--api", api, "--concurrency", str(args.concurrency)])
+            m["mirror_cpu"] = proc_cpu(mirror.pid) - c0
             got = json.loads(m["stdout"].strip().splitlines()[-1])
+            m["fetch_s"] = got["fetch_s"]
             assert got["downloaded"] == len(public) and got["exit"] == 0, got
             m["images"], m["bytes"] = count_files(out / "images", ".jpg")
             m["fetch_rss_mb"] = got["fetch_rss_mb"]
             m["rss_mb"] = max(m["rss_mb"], got["rss_mb"])  # sampled peak, or the exact VmHWM if higher
             results["methbuild crawl"].append(m)
             shutil.rmtree(out, ignore_errors=True)
-            print(f"round {rnd + 1}: methbuild crawl {m['images'] / m['wall']:.1f} img/s, "
+            print(f"round {rnd + 1}: methbuild crawl {m['images'] / m['wall']:.1f} img/s "
+                  f"({m['images'] / m['fetch_s']:.1f} while fetching, after start-up and before the export), "
                   f"{m['cpu'] / m['images'] * 1000:.1f} ms CPU/img, peak RSS {m['rss_mb']:.0f} MB "
                   f"({m['fetch_rss_mb']:.0f} MB while fetching)", flush=True)
             if args.skip_baseline:
@@ -288,13 +368,16 @@ def main() -> None:
                        "--compute_hash", "sha256", "--enable_wandb", "False", "--distributor", "multiprocessing"]
             else:
                 cmd = [sys.executable, __file__, "--run-requests", "--urls", str(work / "urls.txt"), "--out", str(out)]
+            c0 = proc_cpu(mirror.pid)
             m = measure(cmd, env)
+            m["mirror_cpu"] = proc_cpu(mirror.pid) - c0
             m["images"], m["bytes"] = count_files(out, ".jpg")
             results[baseline].append(m)
             shutil.rmtree(out, ignore_errors=True)
             print(f"round {rnd + 1}: {baseline} {m['images'] / m['wall']:.1f} img/s, "
                   f"{m['cpu'] / max(1, m['images']) * 1000:.1f} ms CPU/img, peak RSS {m['rss_mb']:.0f} MB "
                   f"({m['images']} of {len(urls)} images)", flush=True)
+        floor = floor_probe(urls[: min(len(urls), 60)], work / "floor", mirror.pid)
     finally:
         mirror.terminate()
         mirror.wait()
@@ -314,13 +397,29 @@ def main() -> None:
                       med(rs, lambda r: r["rss_mb"]), med(rs, lambda r: r["bytes"] / r["wall"] / 1e6),
                       med(rs, lambda r: r["images"] / r["durable"]))
         ips, cpu, rss, mbs, dur = rows[name]
+        user, sys_ = (med(rs, lambda r, k=k: r[k] / max(1, r["images"])) * 1000 for k in ("user", "sys"))
+        mirror_ms = med(rs, lambda r: r["mirror_cpu"] / max(1, r["images"])) * 1000
         print(f"{name:26s} {ips:7.1f} img/s {mbs:7.0f} MB/s  ({dur:5.1f} img/s until on disk)  "
-              f"{cpu * 1000:7.1f} ms CPU/img  peak RSS {rss:6.0f} MB")
+              f"{cpu * 1000:7.1f} ms CPU/img ({user:.1f} user + {sys_:.1f} sys; the mirror {mirror_ms:.1f})  "
+              f"peak RSS {rss:6.0f} MB")
     ours = rows["methbuild crawl"]
     if len(rows) == 2:
         base = rows[baseline]
         print(f"throughput ratio vs {baseline}: {ours[0] / base[0]:.2f}x until exit, {ours[4] / base[4]:.2f}x until "
               f"the files are on disk (target >= 3x); CPU per image: {base[1] / ours[1]:.2f}x less")
+    fetch_ips = med(results["methbuild crawl"], lambda r: r["images"] / r["fetch_s"])
+    print(f"methbuild crawl while fetching (without its ~0.5 s start-up and export): {fetch_ips:.1f} img/s")
+    sha = sha256_ms(sum(sizes) / len(sizes))
+    fl = floor
+    floor_ms = fl["user_ms"] + fl["sys_ms"] + fl["mirror_ms"]
+    ours_ms = ours[1] * 1000 + med(results["methbuild crawl"], lambda r: r["mirror_cpu"] / r["images"]) * 1000
+    cores = os.cpu_count() or 1
+    print(f"floor (a minimal blocking client on {fl['images']} of the URLs: recv_into, sha256, O_DIRECT write; "
+          f"no API record, no state, no header check): {fl['user_ms']:.1f} user + {fl['sys_ms']:.1f} sys ms/img "
+          f"(sha256 alone {sha:.1f}) + the mirror {fl['mirror_ms']:.1f} = {floor_ms:.1f} ms/img -> at most "
+          f"{cores * 1000 / floor_ms:.0f} img/s on {cores} cores; ours {ours_ms:.1f} ms/img with the mirror -> at most "
+          f"{cores * 1000 / ours_ms:.0f} img/s; 3x {baseline if len(rows) == 2 else 'the baseline'} needs "
+          f"{3 * rows[baseline][0] if len(rows) == 2 else float('nan'):.0f} img/s")
     fetch_rss = med(results["methbuild crawl"], lambda r: r["fetch_rss_mb"])
     print(f"peak RSS while fetching: {fetch_rss:.0f} MB (target <= 150 MB); whole run incl. the Parquet "
           f"export: {ours[2]:.0f} MB")
