@@ -245,6 +245,8 @@ class _Sink:
     def consume(self, pieces: list[bytes]) -> None:
         """Append the pieces to the buffer; full buffers are hashed and written at once."""
         for piece in pieces:
+            if not isinstance(piece, (bytes, bytearray)):  # aiohttp hands over bytes; anything else is copied
+                piece = bytes(piece)
             size, off = len(piece), 0
             src = _address(piece)
             while off < size:
