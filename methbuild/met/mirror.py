@@ -275,7 +275,7 @@ class _CachedImage:
     @classmethod
     def of(cls, data: bytes) -> _CachedImage:
         if hasattr(os, "memfd_create"):
-            f = io.FileIO(os.memfd_create("methbuild-mirror-image", os.MFD_CLOEXEC), "r+")  # noqa: SIM115 - the cache owns it
+            f = io.FileIO(os.memfd_create("methbuild-mirror-image", os.MFD_CLOEXEC), "r+")  # the cache owns the file
         else:  # not Linux: an unlinked temporary file
             f = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115
         f.write(data)
