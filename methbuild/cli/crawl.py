@@ -39,7 +39,8 @@ from methbuild.errors import UserError
 @click.option("--retry-base", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="First back-off in seconds; doubles per retry (capped at 60 s), or longer if Retry-After says so.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
-              help="Seconds to wait for a connection or for the next bytes of a response.")
+              help="Seconds to wait for a connection or for the next bytes of a response; an image body "
+                   "that delivers nothing for this long is closed within twice it and retried.")
 @click.option("--pixel-limit", type=click.IntRange(min=1), default=300_000_000, show_default=True,
               help="Refuse images with more pixels than this (decompression bombs), read from the header.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -365,25 +365,39 @@ class Crawler:
         lim = self.api_limits[self.api_host]
         await lim.acquire()
         try:
-            async with session.get(url, allow_redirects=True) as resp:
-                body = await resp.read()
-                ctype = resp.headers.get("Content-Type", "")
-                if resp.status == 404:
-                    lim.on_success()
-                    return Outcome(st.NOT_FOUND, f"API answered 404 for object {object_id}", url=url)
-                _raise_unless_ok(resp, lim, "API", "api")
-                head = body[:256].lstrip().lower()
-                if "html" in ctype.lower() or head.startswith((b"<!doctype", b"<html")):
-                    lim.on_throttle()  # the firewall's page: back off like for a 403
-                    raise _TransientError("API answered an HTML page instead of JSON", "api_html")
-                try:
-                    record = json.loads(body)
-                except ValueError:
-                    raise _TransientError("API answered a body that is not JSON", "api_bad_json") from None
-                if not isinstance(record, dict) or record.get("objectID") != object_id:
-                    raise _TransientError("API answered JSON that is not this object's record", "api_bad_json")
+            for _hop in range(MAX_REDIRECTS + 1):
+                async with session.get(url, allow_redirects=False) as resp:
+                    if resp.status not in (301, 302, 303, 307, 308):
+                        body = await resp.read()
+                        break
+                    loc = resp.headers.get("Location")
+                if not loc:
+                    raise _TransientError("API redirect without Location", "api_redirect")
+                nxt = urljoin(url, loc)
+                if _host(nxt) not in self.allowed or urlsplit(nxt).scheme not in ("http", "https"):
+                    # records come from the API host (or an allowed one) only, as images do
+                    return Outcome(st.REFUSED, f"API redirect to foreign host {_host(nxt)!r} refused "
+                                   f"({url} -> {nxt})", url=url)
+                url = nxt
+            else:
+                return Outcome(st.REFUSED, f"more than {MAX_REDIRECTS} API redirects", url=url)
+            ctype = resp.headers.get("Content-Type", "")
+            if resp.status == 404:
                 lim.on_success()
-                return record
+                return Outcome(st.NOT_FOUND, f"API answered 404 for object {object_id}", url=url)
+            _raise_unless_ok(resp, lim, "API", "api")
+            head = body[:256].lstrip().lower()
+            if "html" in ctype.lower() or head.startswith((b"<!doctype", b"<html")):
+                lim.on_throttle()  # the firewall's page: back off like for a 403
+                raise _TransientError("API answered an HTML page instead of JSON", "api_html")
+            try:
+                record = json.loads(body)
+            except ValueError:
+                raise _TransientError("API answered a body that is not JSON", "api_bad_json") from None
+            if not isinstance(record, dict) or record.get("objectID") != object_id:
+                raise _TransientError("API answered JSON that is not this object's record", "api_bad_json")
+            lim.on_success()
+            return record
         except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
             raise _TransientError(f"API request failed: {type(exc).__name__}: {exc}".rstrip(": "),
                                   "api_network") from None

@@ -193,3 +193,58 @@ def test_file_renamed_but_not_recorded_is_adopted(tmp_path):
         r = crawl(ids, tmp_path, api_url=url, **FAST)
         assert r.adopted == len(gets) and r.downloaded_now == 0 and url.mirror.image_gets == gets
         _check_complete(url, tmp_path, r)
+
+
+def test_api_record_redirects_stay_on_allowed_hosts(tmp_path):
+    # The API answers 302 for every record: to its own host (followed, the record is fetched there)
+    # for even IDs, to another host name for odd ones (refused once, nothing fetched from it).
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    hits: list[str] = []
+    ready = threading.Event()
+    port: list[int] = []
+
+    async def record(request: web.Request) -> web.Response:
+        hits.append(request.host.split(":")[0] + request.path)
+        oid = int(request.match_info["id"])
+        if request.path.startswith("/v1/"):
+            host = "127.0.0.1" if oid % 2 == 0 else "localhost"
+            raise web.HTTPFound(f"http://{host}:{port[0]}/moved/objects/{oid}")
+        return web.json_response({"objectID": oid, "isPublicDomain": False, "primaryImage": ""})
+
+    loops: list = []
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        stop = asyncio.Event()
+        app = web.Application()
+        app.router.add_get("/v1/objects/{id}", record)
+        app.router.add_get("/moved/objects/{id}", record)
+        runner = web.AppRunner(app)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        port.append(runner.addresses[0][1])
+        loops.append((loop, stop))
+        ready.set()
+        loop.run_until_complete(stop.wait())
+        loop.run_until_complete(runner.cleanup())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        r = crawl([2, 3, 4, 5], tmp_path, api_url=f"http://127.0.0.1:{port[0]}/v1", **FAST)
+    finally:
+        loop, stop = loops[0]
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+    df = load_objects(tmp_path).set_index("object_id")
+    assert df.loc[[2, 4], "status"].eq(st.NOT_PUBLIC_DOMAIN).all(), df
+    assert df.loc[[3, 5], "status"].eq(st.REFUSED).all()
+    assert df.loc[[3, 5], "error"].str.contains("API redirect to foreign host 'localhost'").all()
+    assert not [h for h in hits if h.startswith("localhost")]  # never asked the foreign host
+    assert r.exit_code == 0
