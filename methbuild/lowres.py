@@ -187,8 +187,6 @@ class _MirroredHR:
     def __init__(self, hr, pad: int, band_rows: int = BAND_ROWS) -> None:
         import threading
 
-        import numpy as np
-
         self.hr, self.pad, self.band_rows = hr, pad, max(band_rows, pad)
         self.width, self.height, self.bands = hr.width, hr.height, hr.bands
         self.buffer = _BUFFERS.take((self.height + 2 * pad, self.width + 2 * pad, self.bands))
