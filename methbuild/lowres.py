@@ -237,7 +237,11 @@ class _MirroredHR:
                 raise self.error
 
     def stop(self) -> None:
-        self.stopped = True
+        """End the decoding after its current band and wake every ``wait`` (it raises)."""
+        with self._cond:
+            self.stopped = True
+            self.error = self.error or RuntimeError("stopped")
+            self._cond.notify_all()
 
 
 def stream_pyramid(hr, scales: Sequence[int], sink, *, chunk_rows: int = CHUNK_ROWS,
@@ -298,17 +302,14 @@ def _run_scales(src: _MirroredHR, scales: tuple[int, ...], sink, chunk_rows: int
     with ThreadPoolExecutor(len(scales) + 1, thread_name_prefix="lowres") as pool:
         jobs = [pool.submit(src.fill), *(pool.submit(one_scale, s) for s in scales)]
         try:
-            wait(jobs, return_when=FIRST_EXCEPTION)  # a failure anywhere stops the rest at once
-            for job in jobs:
-                if job.done() and job.exception() is not None:
+            done, _ = wait(jobs, return_when=FIRST_EXCEPTION)  # a failure anywhere stops the rest at once
+            for job in done:
+                if job.exception() is not None:
                     raise job.exception()
             for job in jobs:
                 job.result()
         except BaseException:
-            src.stop()
-            with src._cond:  # wake the scales waiting for rows that will not come
-                src.error = src.error or RuntimeError("stopped")
-                src._cond.notify_all()
+            src.stop()  # the scales waiting for rows that will not come raise too
             raise
 
 

@@ -71,6 +71,7 @@ READ_BUFSIZE = 1 << 18  # aiohttp's buffer limit; 1 MiB measured no faster (the 
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "TIFF": "tif", "WEBP": "webp", "GIF": "gif", "BMP": "bmp",
               "JPEG2000": "jp2", "MPO": "jpg"}
 MAX_REDIRECTS = 5
+REDIRECTS = (301, 302, 303, 307, 308)
 
 
 @dataclass
@@ -367,17 +368,12 @@ class Crawler:
         try:
             for _hop in range(MAX_REDIRECTS + 1):
                 async with session.get(url, allow_redirects=False) as resp:
-                    if resp.status not in (301, 302, 303, 307, 308):
+                    if resp.status not in REDIRECTS:
                         body = await resp.read()
                         break
-                    loc = resp.headers.get("Location")
-                if not loc:
-                    raise _TransientError("API redirect without Location", "api_redirect")
-                nxt = urljoin(url, loc)
-                if _host(nxt) not in self.allowed or urlsplit(nxt).scheme not in ("http", "https"):
-                    # records come from the API host (or an allowed one) only, as images do
-                    return Outcome(st.REFUSED, f"API redirect to foreign host {_host(nxt)!r} refused "
-                                   f"({url} -> {nxt})", url=url)
+                    nxt = self._redirect(url, resp, "API ", "api_redirect")
+                if isinstance(nxt, Outcome):  # records come from the API host (or an allowed one) only
+                    return nxt
                 url = nxt
             else:
                 return Outcome(st.REFUSED, f"more than {MAX_REDIRECTS} API redirects", url=url)
@@ -402,6 +398,17 @@ class Crawler:
             raise _TransientError(f"API request failed: {type(exc).__name__}: {exc}".rstrip(": "),
                                   "api_network") from None
 
+    def _redirect(self, url: str, resp: aiohttp.ClientResponse, what: str, kind: str) -> str | Outcome:
+        """The next URL of a redirect, or a refusal when it leaves the allowed hosts (never asked)."""
+        loc = resp.headers.get("Location")
+        if not loc:
+            raise _TransientError(f"{what}redirect without Location from {_host(url)}", kind)
+        nxt = urljoin(url, loc)
+        if _host(nxt) not in self.allowed or urlsplit(nxt).scheme not in ("http", "https"):
+            return Outcome(st.REFUSED, f"{what}redirect to foreign host {_host(nxt)!r} refused ({url} -> {nxt})",
+                           url=url)
+        return nxt
+
     async def _download(self, session: aiohttp.ClientSession, object_id: int, url: str) -> Outcome:
         for _hop in range(MAX_REDIRECTS + 1):
             host = _host(url)
@@ -413,14 +420,10 @@ class Crawler:
             await lim.acquire()
             try:
                 async with session.get(url, allow_redirects=False) as resp:
-                    if resp.status in (301, 302, 303, 307, 308):
-                        loc = resp.headers.get("Location")
-                        if not loc:
-                            raise _TransientError(f"redirect without Location from {host}", "img_redirect")
-                        nxt = urljoin(url, loc)
-                        if _host(nxt) not in self.allowed:
-                            return Outcome(st.REFUSED, f"redirect to foreign host {_host(nxt)!r} refused "
-                                           f"({url} -> {nxt})", url=url)
+                    if resp.status in REDIRECTS:
+                        nxt = self._redirect(url, resp, "", "img_redirect")
+                        if isinstance(nxt, Outcome):
+                            return nxt
                         url = nxt
                         continue
                     if resp.status in (404, 410):

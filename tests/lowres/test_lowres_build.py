@@ -134,6 +134,14 @@ def test_exif_orientation_applied_before_crop(tmp_path, orientation):
 # --------------------------------------------------------------------------- failures and resume
 
 
+def _png_folder(folder: Path, sizes: list[tuple[int, int]]) -> Path:
+    """``folder`` with one natural-looking PNG per (width, height): im0.png, im1.png, ..."""
+    folder.mkdir()
+    for i, (w, h) in enumerate(sizes):
+        Image.fromarray(natural(w, h, seed=i)).save(folder / f"im{i}.png")
+    return folder
+
+
 def _folder_with_bad_files(folder: Path) -> None:
     folder.mkdir()
     for i in range(3):
@@ -167,10 +175,7 @@ def test_corrupt_files_are_listed_and_the_run_goes_on(tmp_path):
 
 
 def test_resume_skips_finished_and_redoes_broken(tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(3):
-        Image.fromarray(natural(112, 80, seed=i)).save(src / f"im{i}.png")
+    src = _png_folder(tmp_path / "src", [(112, 80)] * 3)
     out = tmp_path / "out"
     first = build_lowres(sources_from(src), out, workers=1, progress=False)
     assert first.done == 3
@@ -336,10 +341,7 @@ def test_cli_missing_src_and_unwritable_out(tmp_path):
 
 
 def test_output_does_not_depend_on_workers(tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(4):
-        Image.fromarray(natural(80 + 16 * i, 64, seed=i)).save(src / f"im{i}.png")
+    src = _png_folder(tmp_path / "src", [(80 + 16 * i, 64) for i in range(4)])
     (src / ".hidden.png").write_bytes(b"x")
     (src / "notes.txt").write_text("not an image")
     assert [p.name for p in sources_from(src)] == [f"im{i}.png" for i in range(4)]
@@ -367,10 +369,7 @@ def test_a_changed_source_is_redone(tmp_path):
 
 
 def test_rerun_of_a_finished_set_opens_no_source(tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(3):
-        Image.fromarray(natural(64, 48, seed=i)).save(src / f"im{i}.png")
+    src = _png_folder(tmp_path / "src", [(64, 48)] * 3)
     out = tmp_path / "out"
     build_lowres(sources_from(src), out, workers=1, progress=False)
     before = (out / "lowres.csv").read_text()
