@@ -8,6 +8,7 @@ Nothing in the package imports this module.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import sys
@@ -31,6 +32,10 @@ COMMANDS: dict[str, str] = {
     "buckets": "buckets",
     "demo": "demo",
 }
+
+
+# errno values that mean "the disk is full": reported as one line by main(), exit status 1.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def _module_name(cmd: str) -> str:
@@ -76,8 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     except no_args as exc:  # type: ignore[misc]
         click.echo(exc.format_message())
         sys.exit(0)
-    except click.exceptions.Abort:
-        click.echo(f"{prog}: interrupted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo(f"{prog}: interrupted; rerun the same command to resume", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         ctx = getattr(exc, "ctx", None)
@@ -85,9 +90,13 @@ def main(argv: list[str] | None = None) -> None:
         _fail(where, exc.format_message(), exc.exit_code if exc.exit_code else 2)
     except UserError as exc:
         _fail(prog, str(exc), exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo(f"{prog}: interrupted; rerun the same command to resume", err=True)
-        sys.exit(130)
+    except OSError as exc:
+        # A full disk (or quota) is the environment, not a bug: one line, exit 1, and the run's state is
+        # whatever its atomic writes left, so freeing space and rerunning resumes it.
+        if exc.errno not in DISK_FULL:
+            raise
+        where = f" writing {exc.filename!r}" if exc.filename else ""
+        _fail(prog, f"no space left on device{where}; free some space and rerun the same command to resume", 1)
     except BrokenPipeError:  # `methbuild ... | head`
         sys.exit(0)
     if isinstance(rv, int) and rv:
