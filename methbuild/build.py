@@ -8,9 +8,11 @@ The recipe decides *what* (classes, eligibility, split sizes); this module owns 
    round oversamples by the recipe's factor, later rounds by each class's observed usable
    rate — so objects without a usable image are absorbed without crawling everything;
 4. keep images that meet the size rule, split them exactly (the recipe), and write
-   ``<out>/<Name>/<Name>.csv`` (the published column order) and ``<out>/<Name>/data/<ID>.<ext>``
-   (hard links to the crawled originals where the filesystem allows, else copies), a dataset
-   card ``README.md`` and ``croissant.json``; MetH-SR also gets its bicubic LR test copies.
+   ``<out>/<Name>/<Name>.csv`` (the published column order; ``Image file`` is the bare name
+   ``<ID>.<ext>``, relative to ``data/``, as the authors' loaders join it) and
+   ``<out>/<Name>/data/<ID>.<ext>`` (hard links to the crawled originals where the filesystem
+   allows, else copies), a dataset card ``README.md`` and ``croissant.json``; MetH-SR also gets its
+   bicubic LR test copies.
 
 All crawling goes through :func:`methbuild.met.crawl.crawl` (resumable, polite, one state).
 """

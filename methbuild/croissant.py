@@ -95,7 +95,8 @@ def path_field(mlc, record_set: str, name: str, file_set: str, regex: str, data_
     """A field taken from a file's path (``fullpath``, relative to the dataset) or name by a regex group."""
     types = {"text": mlc.DataType.TEXT, "integer": mlc.DataType.INTEGER}
     return mlc.Field(id=f"{record_set}/{name}", name=name, description=description, data_types=[types[data_type]],
-                     source=mlc.Source(file_set=file_set, extract=mlc.Extract(file_property=getattr(mlc.FileProperty, prop)),
+                     source=mlc.Source(file_set=file_set,
+                                       extract=mlc.Extract(file_property=getattr(mlc.FileProperty, prop)),
                                        transforms=[mlc.Transform(regex=regex)]))
 
 

@@ -133,8 +133,9 @@ def _rai(recipe: Recipe, table: pd.DataFrame, prov: Provenance) -> dict:
     if sr:
         preprocessing.append(
             "The test images also have bicubic low-resolution copies in lowres/X<s>/<ID>.png (s = "
-            + ", ".join(map(str, recipe.lowres_scales)) + "): the original cropped top-left to multiples of 16, reduced "
-            "with libvips' cubic kernel (the MATLAB imresize convention), saved as lossless 8-bit PNG; "
+            + ", ".join(map(str, recipe.lowres_scales))
+            + "): the original cropped top-left to multiples of 16, reduced with"
+            " libvips' cubic kernel (the MATLAB imresize convention), saved as lossless 8-bit PNG; "
             "lowres/lowres.csv records every crop.")
     labelled = recipe.task != "super-resolution"
     biases = [

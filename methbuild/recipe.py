@@ -193,7 +193,8 @@ class Recipe:
         return (f"No one annotated images for this dataset. The label is the Met's own catalogue value in the "
                 f"MetObjects.csv column '{self.label_column}', mapped to one of {len(self.classes)} classes pinned in "
                 f"the recipe {self.name} {self.version} by its normalisation map (case and spacing folded, "
-                f"{len(self.aliases)} aliases from raw Met strings); objects whose value maps to no class are left out.")
+                f"{len(self.aliases)} aliases from raw Met strings); objects whose value maps to no class are "
+                "left out.")
 
     def split_protocol(self) -> str:
         """How objects were put into splits."""

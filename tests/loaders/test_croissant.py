@@ -93,8 +93,8 @@ def test_meth_sr_croissant_has_lowres_records(meth_sr):
     doc = json.loads((folder / "croissant.json").read_text())
     check_rai(doc, meth_sr.started, meth_sr.finished)
     # the command-line validator too: exit 0 and no warning logged
-    proc = subprocess.run([sys.executable, "-m", "mlcroissant.scripts.validate", "--jsonld", str(folder / "croissant.json")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "mlcroissant.scripts.validate", "--jsonld",
+                           str(folder / "croissant.json")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert not [ln for ln in proc.stderr.splitlines() if ln[:1] in "WE" and ln[1:5].isdigit()], proc.stderr
     ds = load(folder / "croissant.json")
