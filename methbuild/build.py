@@ -8,9 +8,11 @@ The recipe decides *what* (classes, eligibility, split sizes); this module owns 
    round oversamples by the recipe's factor, later rounds by each class's observed usable
    rate — so objects without a usable image are absorbed without crawling everything;
 4. keep images that meet the size rule, split them exactly (the recipe), and write
-   ``<out>/<Name>/<Name>.csv`` (the published column order) and ``<out>/<Name>/data/<ID>.<ext>``
-   (hard links to the crawled originals where the filesystem allows, else copies), a dataset
-   card ``README.md`` and ``croissant.json``; MetH-SR also gets its bicubic LR test copies.
+   ``<out>/<Name>/<Name>.csv`` (the published column order; ``Image file`` is the bare name
+   ``<ID>.<ext>``, relative to ``data/``, as the authors' loaders join it) and
+   ``<out>/<Name>/data/<ID>.<ext>`` (hard links to the crawled originals where the filesystem
+   allows, else copies), a dataset card ``README.md`` and ``croissant.json``; MetH-SR also gets its
+   bicubic LR test copies.
 
 All crawling goes through :func:`methbuild.met.crawl.crawl` (resumable, polite, one state).
 """
@@ -18,6 +20,7 @@ All crawling goes through :func:`methbuild.met.crawl.crawl` (resumable, polite, 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -28,6 +31,7 @@ import pandas as pd
 
 from methbuild.errors import UserError
 from methbuild.io.atomic import TMP_MARK, ensure_writable_dir
+from methbuild.io.meth_csv import image_file_value, resolve_image_file
 from methbuild.io.tables import write_table
 from methbuild.met import state as crawl_state
 from methbuild.met.crawl import DEFAULT_API_URL, crawl, load_objects
@@ -167,7 +171,7 @@ def dataset_table(recipe: Recipe, split: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame({
         "ID": split["ID"].astype("int64"),
         "Label": split["Label"].astype(int) if recipe.task == "regression" else split["Label"].astype(str),
-        "Image file": ["data/%d%s" % (i, e) for i, e in zip(split["ID"], ext)],
+        "Image file": [image_file_value(int(i), e) for i, e in zip(split["ID"], ext)],
         "Width": width,
         "Height": height,
         "Product size": width * height,
@@ -181,20 +185,34 @@ def dataset_table(recipe: Recipe, split: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def download_timeframe(crawl_dir: Path, ids) -> tuple[dt.datetime, dt.datetime] | None:
+    """When the first and the last of these objects' originals were downloaded (from the crawl state)."""
+    path = crawl_dir / "crawl.sqlite"
+    if not path.is_file():
+        return None
+    wanted = {int(i) for i in ids}
+    with crawl_state.CrawlState(path) as state:
+        times = [t for oid, t in state.db.execute("SELECT object_id, updated FROM objects WHERE status=?",
+                                                  (crawl_state.DOWNLOADED,)) if oid in wanted and t is not None]
+    if not times:
+        return None
+    return tuple(dt.datetime.fromtimestamp(t, dt.timezone.utc).replace(microsecond=0) for t in (min(times), max(times)))
+
+
 def write_dataset(recipe: Recipe, split: pd.DataFrame, opts: BuildOptions, *, source: str) -> tuple[Path, pd.DataFrame]:
     """Write ``<out>/<Name>/``: the CSV, ``data/`` (links), README.md and croissant.json."""
-    from methbuild.dataset_card import write_card, write_croissant
+    from methbuild.dataset_card import Provenance, write_card, write_croissant
 
     folder = ensure_writable_dir(Path(opts.out) / recipe.title, "--out folder")
     data = ensure_writable_dir(folder / "data", "data folder")
     table = dataset_table(recipe, split)
     images = opts.crawl_dir / "images"
     keep = set()
-    for rel, src in zip(table["Image file"], split["image_file"]):
+    for value, src in zip(table["Image file"], split["image_file"]):
         src_path = Path(str(src))
         if not src_path.is_absolute():
             src_path = images / src_path.name
-        dest = folder / rel
+        dest = resolve_image_file(folder, value)
         _place(src_path, dest)
         keep.add(dest.name)
     for entry in os.scandir(data):  # files of an earlier build with other sizes
@@ -203,7 +221,8 @@ def write_dataset(recipe: Recipe, split: pd.DataFrame, opts: BuildOptions, *, so
     csv_path = folder / f"{recipe.title}.csv"
     write_table(table, csv_path)
     write_card(recipe, table, folder, scale=opts.scale, source=source)
-    write_croissant(recipe, table, folder)
+    write_croissant(recipe, table, folder, Provenance(source=source, api_url=str(opts.api_url), scale=opts.scale,
+                                                       downloaded=download_timeframe(opts.crawl_dir, table["ID"])))
     return csv_path, table
 
 
@@ -220,7 +239,8 @@ def build_recipe(recipe: Recipe, opts: BuildOptions) -> BuildResult:
     if scales:
         from methbuild.lowres import build_lowres
 
-        test = [csv_path.parent / f for f in table.loc[table["Split"] == "test", "Image file"]]
+        # explicit paths, resolved here: the LR step never has to interpret the CSV's ``Image file``
+        test = [resolve_image_file(csv_path.parent, f) for f in table.loc[table["Split"] == "test", "Image file"]]
         result.lowres = build_lowres(test, csv_path.parent / "lowres", scales=scales, workers=opts.workers,
                                      progress=opts.progress)
     return result

@@ -185,6 +185,25 @@ class Recipe:
         return need
 
     # ------------------------------------------------------------------ description
+    def label_protocol(self) -> str:
+        """How a label was obtained (the dataset card and Croissant's ``rai:dataAnnotationProtocol``)."""
+        if not self.label_column:
+            return ("Labels and splits are those of the manifest the dataset was rebuilt from (an earlier build's CSV "
+                    "or a published MetH CSV); methbuild copied them and did not derive them.")
+        return (f"No one annotated images for this dataset. The label is the Met's own catalogue value in the "
+                f"MetObjects.csv column '{self.label_column}', mapped to one of {len(self.classes)} classes pinned in "
+                f"the recipe {self.name} {self.version} by its normalisation map (case and spacing folded, "
+                f"{len(self.aliases)} aliases from raw Met strings); objects whose value maps to no class are "
+                "left out.")
+
+    def split_protocol(self) -> str:
+        """How objects were put into splits."""
+        if not self.name:
+            return "Splits as given by the manifest."
+        return (f"Objects are ranked by a seeded hash of (recipe, seed {self.seed}, object ID); per class (stratum) "
+                "the first usable ones in rank order go to train, the next to validation, the next to test, so the "
+                "splits are disjoint and a pure function of metadata, recipe and seed.")
+
     def describe(self) -> dict:
         sizes = self.split_sizes
         return {

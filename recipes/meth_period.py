@@ -43,6 +43,16 @@ class MethPeriod(Recipe):
             raise ShortClasses(f"{self.title}: no usable images left for the test set")
         return self.order(pd.concat([balanced, test]))
 
+    def label_protocol(self) -> str:
+        return ("No one annotated images for this dataset. The label is the creation year from the Met's catalogue: "
+                "the MetObjects.csv 'Object Begin Date' of objects whose 'Object End Date' is the same year, "
+                "1500-1900; objects dated by a range are left out.")
+
+    def split_protocol(self) -> str:
+        return (f"Objects are ranked by a seeded hash of (recipe, seed {self.seed}, object ID). Train and validation "
+                "take the first usable objects of each 50-year bin in rank order (balanced over the 8 bins); the test "
+                "set takes the next usable objects of any year, unbalanced, as in the paper.")
+
     def propose(self, meta: pd.DataFrame, top: int = 30) -> pd.DataFrame:
         years = self.labels(meta)
         public = meta["Is Public Domain"].astype(str).str.strip().str.lower() == "true"

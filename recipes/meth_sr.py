@@ -29,6 +29,14 @@ class MethSR(Recipe):
     def group_of(self, labels: pd.Series) -> pd.Series:
         return pd.Series(["all"] * len(labels), index=labels.index, dtype=object)
 
+    def label_protocol(self) -> str:
+        return ("There are no labels: the target of super-resolution is the high-resolution original itself, and the "
+                "inputs are its bicubic copies in lowres/X<s>/ (test set).")
+
+    def split_protocol(self) -> str:
+        return (f"Objects whose original is above 12 MP are ranked by a seeded hash of (recipe, seed {self.seed}, "
+                "object ID); the first usable ones go to train, the next to test.")
+
     def propose(self, meta: pd.DataFrame, top: int = 30) -> pd.DataFrame:
         public = meta["Is Public Domain"].astype(str).str.strip().str.lower() == "true"
         return pd.DataFrame({"value": ["public-domain objects"], "objects": [int(public.sum())],

@@ -434,6 +434,7 @@ def validate(opts: Options) -> None:
 
 
 MARKER = ".methbuild-ultramnist.json"
+SAMPLE_SUBMISSION = "sample_submission.csv"  # Kaggle's test-id file: id,digit_sum with placeholder sums
 
 
 def _check_identity(out: Path, opts: Options) -> None:
@@ -520,6 +521,8 @@ def generate(opts: Options) -> dict:
                 value_freq[d.digit] += 1
                 all_sides.append((d.side, d.r))
         atomic_write_text(out / f"{split}.csv", "\n".join(labels_rows) + "\n")
+        if split == "test":  # Kaggle's name: the reference scripts read the test ids from it (sums: placeholders)
+            atomic_write_text(out / SAMPLE_SUBMISSION, "id,digit_sum\n" + "".join(f"{i},0\n" for i in ids))
         atomic_write_text(out / f"{split}_digits.csv", "\n".join(digit_rows) + "\n")
         summary["splits"][split] = {
             "images": opts.n, "rendered": rendered, "already_complete": opts.n - rendered,
@@ -535,6 +538,11 @@ def generate(opts: Options) -> dict:
     summary["failures"] = failures
     if failures:
         return summary
+    from methbuild.croissant import ultramnist_metadata, write
+
+    meta = ultramnist_metadata(out, opts.identity(), generator=f"methbuild {__version__}")
+    if meta is not None:  # None: mlcroissant is not installed
+        summary["croissant"] = str(write(meta, out / "croissant.json"))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     if opts.preview:
         from methbuild.synth.preview import contact_sheet

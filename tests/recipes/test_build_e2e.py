@@ -60,8 +60,8 @@ def test_layout_and_files(built: Path, met: Path, name: str):
     assert table["ID"].is_unique
     objects = pd.read_parquet(met / "crawl" / "objects.parquet").set_index("object_id")
     for _, row in table.sample(min(len(table), 12), random_state=0).iterrows():
-        path = folder / row["Image file"]
-        assert row["Image file"] == f"data/{row['ID']}.jpg"
+        path = folder / "data" / row["Image file"]
+        assert row["Image file"] == f"{row['ID']}.jpg"  # the bare name (SPEC §2), relative to data/
         with Image.open(path) as im:
             assert im.size == (row["Width"], row["Height"])
         assert row["Width"] >= 500 and row["Height"] >= 500
@@ -75,6 +75,7 @@ def test_layout_and_files(built: Path, met: Path, name: str):
 
     ds = mlc.Dataset(jsonld=folder / "croissant.json")  # raises on an invalid document
     assert ds.metadata.name == FOLDER[name]
+    assert not ds.metadata.ctx.issues.warnings
 
 
 def test_classification_balance(built: Path):

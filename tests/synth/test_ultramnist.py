@@ -27,7 +27,7 @@ def _read_csv(path: Path) -> list[dict]:
 
 def _hashes(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "summary.json"}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in ("summary.json", "croissant.json")}
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +207,7 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path: Path):
         proc = run_cli("ultramnist", "--n", 28, "--size", 512, "--seed", 3, "--out", out, "--workers", w)
         assert proc.returncode == 0, proc.stderr
     ha, hb = _hashes(a), _hashes(b)
-    assert len(ha) == 2 * 28 + 4 + 1 and ha == hb  # images, 4 CSVs, the argument marker
+    assert len(ha) == 2 * 28 + 5 + 1 and ha == hb  # images, 5 CSVs, the argument marker
     c = tmp_path / "c"
     assert run_cli("ultramnist", "--n", 28, "--size", 512, "--seed", 4, "--out", c).returncode == 0
     assert _hashes(c)["train.csv"] != ha["train.csv"]
