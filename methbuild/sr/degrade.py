@@ -363,7 +363,7 @@ def make_degraded(task: DegradeTask) -> dict:
     assert lr.shape[:2] == (box[3] // task.scale, box[2] // task.scale)  # LR·s = HR, by construction
     write_png(out / gt_rel, hr, fsync=False)
     write_png(out / lr_rel, lr, fsync=False)
-    record = {"format": FORMAT, "stem": task.stem, "source": task.source, "index": task.index, "seed": task.seed,
+    record = {"format": FORMAT, "stem": task.stem, "source": os.path.abspath(task.source), "index": task.index, "seed": task.seed,
               "scale": task.scale, "preset": task.preset.as_dict(),
               "hr": {"width": width, "height": height, "bands": int(hr.shape[2]), "crop": list(box),
                      "notes": notes},
@@ -391,7 +391,7 @@ def _kept(json_path: Path, task: DegradeTask, gt: Path, lr: Path) -> dict | None
         record = json.loads(json_path.read_text(encoding="utf-8"))
         same = (record.get("format") == FORMAT and record["seed"] == task.seed and record["index"] == task.index
                 and record["scale"] == task.scale and record["preset"] == task.preset.as_dict()
-                and record["source"] == task.source)
+                and record["source"] == os.path.abspath(task.source))
         if not same or json_path.stat().st_mtime_ns < os.stat(task.source).st_mtime_ns:
             return None
         crop = record["hr"]["crop"]
