@@ -131,8 +131,8 @@ def subimages(folder, crop, step, thresh, level, workers, strict, quiet) -> None
                    "the <name>.lmdb folders go [default: FOLDER].")
 @click.option("--level", type=click.IntRange(0, 9), default=1, show_default=True,
               help="PNG deflate level of the stored values (BasicSR: 1), recorded in meta_info.txt.")
-@click.option("--batch-mb", type=bounded_int(1, 1 << 16), default=256, show_default=True,
-              help="Commit every this many megabytes of values: the writer's memory bound.")
+@click.option("--batch-mb", type=bounded_int(1, 1 << 16), default=128, show_default=True,
+              help="Commit every this many megabytes of values: the writer's memory is about twice this.")
 @click.option("--workers", type=bounded_int(1, 4096), default=None, help="Worker processes [default: CPU count].")
 @click.option("--strict", is_flag=True, help="Exit with status 1 when any image failed.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

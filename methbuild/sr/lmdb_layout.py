@@ -8,9 +8,9 @@ meta line before its first dot, so keys with a dot, a space or non-ASCII charact
 
 BasicSR's script commits every 5,000 images and its ``multiprocessing_read`` reads the whole set into
 RAM first (OOM kills: BasicSR#57, #125). Here images are encoded by the process pool with a bound on
-the tasks in flight, and the writer commits whenever the values it holds reach ``batch_bytes``
-(256 MB): what it holds is that batch, plus LMDB's dirty pages of the same batch, whatever the set's
-size. The map starts at 1.25 × the input files' size and doubles on ``MDB_MAP_FULL`` (the batch is
+the tasks in flight (workers + 1 encoded images), and the writer commits whenever the values it
+holds reach ``batch_bytes`` (128 MB): what it holds is that batch plus LMDB's dirty pages of the same
+batch, whatever the set's size (measured: peak RSS ≈ 50 MB + 2 × the batch, benchmarks/bench_sr.py). The map starts at 1.25 × the input files' size and doubles on ``MDB_MAP_FULL`` (the batch is
 put again into the grown map). ``meta_info.txt`` is written last, sorted by key, and removed first
 on a rerun, so a folder with a ``meta_info.txt`` holds a whole set.
 """
@@ -31,7 +31,7 @@ from methbuild.sr._common import GT_DIR, LR_DIR, META_INFO, SrFailures, SrReport
 from methbuild.sr.png import encode_png
 
 LEVEL = 1  # BasicSR's compress_level
-BATCH_BYTES = 256 << 20
+BATCH_BYTES = 128 << 20
 MIN_MAP = 64 << 20
 _KEY = re.compile(r"^[\x21-\x7e]+$")
 
@@ -146,7 +146,7 @@ def write_lmdb(folder: str | os.PathLike, out: str | os.PathLike, *, level: int 
         with tqdm(total=len(tasks), desc=f"sr lmdb {out.name}", unit="img", disable=not progress or None,
                   dynamic_ncols=True) as bar:
             # few tasks in flight: each result is a whole encoded image held until it is put
-            for res in iter_tasks(encode_image, tasks, workers=workers, max_in_flight=2 * workers):
+            for res in iter_tasks(encode_image, tasks, workers=workers, max_in_flight=workers + 1):
                 bar.update(1)
                 if not res.ok:
                     report.failed += 1
