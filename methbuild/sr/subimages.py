@@ -12,7 +12,9 @@ divided by s, HR and LR positions match and the keys pair up.
 Unlike the script, one task takes one stem: its GT and every LR are each decoded once, the crops are
 numpy views of the decoded image, and each is encoded by :func:`methbuild.sr.png.encode_png` (ISA-L)
 and written atomically. A rerun skips stems whose sub-images are all there (checked from the PNG
-headers, nothing decoded). Each output folder gets a ``meta_info.txt`` (``<name> (h,w,c)``).
+headers, nothing decoded). Each output folder ``X_sub`` gets a ``meta_info_X_sub.txt`` beside it
+(``<name> (h,w,c)`` per line, for BasicSR's ``meta_info_file``): never inside the image folder, where
+BasicSR's folder reader would take it for an image.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from methbuild.errors import UserError
 from methbuild.executor import default_workers, run_tasks
 from methbuild.io.atomic import atomic_write_bytes, atomic_write_text, clean_stale_temps, ensure_writable_dir
 from methbuild.io.lowres_png import png_size
-from methbuild.sr._common import GT_DIR, META_INFO, SrFailures, SrReport, pair_folders, png_files, short_reason
+from methbuild.sr._common import GT_DIR, SrFailures, SrReport, pair_folders, png_files, short_reason
 from methbuild.sr.png import encode_png
 
 CROP = 480
@@ -130,6 +132,12 @@ def make_subimages(task: StemTask) -> list[tuple[int, str, tuple[int, int, int]]
     return out
 
 
+def meta_info_path(sub_folder: str | os.PathLike) -> Path:
+    """``meta_info_<X_sub>.txt`` beside the sub-image folder ``X_sub``."""
+    sub_folder = Path(sub_folder)
+    return sub_folder.parent / f"meta_info_{sub_folder.name}.txt"
+
+
 def _png_bands(path: str) -> int:
     with open(path, "rb") as fh:
         head = fh.read(26)
@@ -186,7 +194,7 @@ def extract_subimages(root: str | os.PathLike, *, crop: int = CROP, step: int = 
         for i, name, (h, w, c) in res.value:
             meta[i].append(f"{name} ({h},{w},{c})\n")
     for f, lines in zip(folders, meta):
-        atomic_write_text(Path(f.dst) / META_INFO, "".join(lines))
+        atomic_write_text(meta_info_path(f.dst), "".join(lines))
     report.extra["folders"] = [f.dst for f in folders]
     report.extra["subimages"] = [len(lines) for lines in meta]
     report.seconds = time.perf_counter() - started

@@ -56,12 +56,13 @@ def test_paired_folder_keys_counts_and_pixels_match(tmp_path):
             lr4 = read(root / "LRbicx4" / f"{stem}.png")
             assert np.array_equal(read(lr4_sub / name), lr4[top // 4: top // 4 + 12, left // 4: left // 4 + 12])
     assert not any(n.startswith("im2_") for n in names)  # 36 wide: smaller than the crop
-    meta = (gt_sub / "meta_info.txt").read_text().splitlines()
+    assert not (gt_sub / "meta_info.txt").exists()  # BasicSR's folder reader would take it for an image
+    meta = (root / "meta_info_GT_sub.txt").read_text().splitlines()
     assert len(meta) == len(names) and meta[0].endswith("(48,48,3)")
-    assert (lr4_sub / "meta_info.txt").read_text().splitlines()[0].endswith("(12,12,3)")
+    assert (root / "meta_info_LRbicx4_sub.txt").read_text().splitlines()[0].endswith("(12,12,3)")
     # a rerun finds every sub-image there and decodes nothing new
     again = run_cli("sr", "subimages", root, "--crop", "48", "--step", "24", "--quiet")
-    assert again.returncode == 0 and (gt_sub / "meta_info.txt").read_text().splitlines() == meta
+    assert again.returncode == 0 and (root / "meta_info_GT_sub.txt").read_text().splitlines() == meta
 
 
 def test_plain_folder_goes_beside_it(tmp_path):
@@ -69,6 +70,7 @@ def test_plain_folder_goes_beside_it(tmp_path):
     proc = run_cli("sr", "subimages", src, "--crop", "50", "--step", "25", "--quiet")
     assert proc.returncode == 0, proc.stderr
     got = sorted(p.name for p in (tmp_path / "hr_sub").glob("*.png"))
+    assert len((tmp_path / "meta_info_hr_sub.txt").read_text().splitlines()) == len(got)
     assert len(got) == len(basicsr_positions(77, 50, 25, 0)) * len(basicsr_positions(101, 50, 25, 0))
 
 
