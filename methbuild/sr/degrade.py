@@ -204,14 +204,24 @@ def _filter(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 
 def _usm(img: np.ndarray, spec: dict) -> np.ndarray:
+    """Unsharp masking as Real-ESRGAN's USMSharp: sharpen by ``weight`` × (image − Gaussian blur) where the
+    residual exceeds ``threshold``/255, blended through a blurred mask. In place where it can: four
+    image-sized float buffers at most (a 12 MP image is 144 MB per buffer)."""
     cv2 = _cv2()
     g = cv2.getGaussianKernel(int(spec["size"]), 0)
-    blur = _as3(cv2.sepFilter2D(img, -1, g, g, borderType=cv2.BORDER_REFLECT_101), img.shape[2])
-    residual = img - blur
-    mask = (np.abs(residual) * 255 > spec["threshold"]).astype(np.float32)
+    residual = _as3(cv2.sepFilter2D(img, -1, g, g, borderType=cv2.BORDER_REFLECT_101), img.shape[2])
+    np.subtract(img, residual, out=residual)
+    mask = (np.abs(residual) > np.float32(spec["threshold"] / 255)).astype(np.float32)
     soft = _as3(cv2.sepFilter2D(mask, -1, g, g, borderType=cv2.BORDER_REFLECT_101), img.shape[2])
-    sharp = np.clip(img + np.float32(spec["weight"]) * residual, 0, 1)
-    return soft * sharp + (1 - soft) * img
+    del mask
+    sharp = residual
+    sharp *= np.float32(spec["weight"])
+    sharp += img
+    np.clip(sharp, 0, 1, out=sharp)
+    sharp -= img  # soft·sharp + (1 − soft)·img = img + soft·(sharp − img)
+    sharp *= soft
+    sharp += img
+    return sharp
 
 
 _MODES = {"area": "INTER_AREA", "bilinear": "INTER_LINEAR", "bicubic": "INTER_CUBIC"}
@@ -231,21 +241,43 @@ def _grey(img: np.ndarray) -> np.ndarray:
     return (img @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
 
 
+NOISE_BLOCK = 1 << 22  # values drawn per block: a fixed split, so the same seed always gives the same field
+
+
+def _levels(base: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(base * 255), 0, 255).astype(np.uint8)
+
+
 def _noise(img: np.ndarray, spec: dict) -> np.ndarray:
+    """``img`` plus Gaussian or Poisson noise, clipped to [0, 1]; the field drawn from ``spec["seed"]``
+    a block of rows at a time (a Poisson draw is int64: a whole enlarged 12 MP field would be ~0.6 GB)."""
     rng = np.random.default_rng(spec["seed"])
     h, w, c = img.shape
-    if spec["kind"] == "gaussian":
-        noise = rng.standard_normal((h, w, 1 if spec["grey"] else c), dtype=np.float32)
-        noise *= np.float32(spec["sigma"] / 255.0)
-    else:  # Poisson: counts at 2^ceil(log2(distinct levels)) levels, as BasicSR's poisson noise
-        base = _grey(img) if spec["grey"] else img
-        levels = np.clip(np.rint(base * 255), 0, 255).astype(np.uint8)
-        distinct = int(np.count_nonzero(np.bincount(levels.ravel(), minlength=256)))
-        vals = 2.0 ** math.ceil(math.log2(max(distinct, 1)))
-        rounded = levels.astype(np.float32) / 255
-        noise = (rng.poisson(rounded * vals).astype(np.float32) / np.float32(vals) - rounded)
-        noise *= np.float32(spec["scale"])
-    return np.clip(img + noise, 0, 1)  # a grey field is broadcast over the bands
+    grey = spec["grey"] and c == 3
+    bands = 1 if spec["grey"] else c
+    rows = max(1, NOISE_BLOCK // (w * bands))
+    vals = 0.0
+    if spec["kind"] == "poisson":  # counts at 2^ceil(log2(distinct levels)) levels, as BasicSR's Poisson noise
+        seen = np.zeros(256, np.int64)
+        for y in range(0, h, rows):
+            block = img[y: y + rows]
+            seen += np.bincount(_levels(_grey(block) if grey else block).ravel(), minlength=256)
+        vals = 2.0 ** math.ceil(math.log2(max(int(np.count_nonzero(seen)), 1)))
+    out = np.empty_like(img)
+    for y in range(0, h, rows):
+        block = img[y: y + rows]
+        n = block.shape[0]
+        if spec["kind"] == "gaussian":
+            noise = rng.standard_normal((n, w, bands), dtype=np.float32)
+            noise *= np.float32(spec["sigma"] / 255.0)
+        else:
+            base = _grey(block) if grey else block
+            rounded = _levels(base).astype(np.float32) / 255
+            noise = rng.poisson(rounded * vals).astype(np.float32) / np.float32(vals) - rounded
+            noise *= np.float32(spec["scale"])
+        np.add(block, noise, out=out[y: y + n])  # a grey field is broadcast over the bands
+    np.clip(out, 0, 1, out=out)
+    return out
 
 
 def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
@@ -262,7 +294,8 @@ def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
 
 def apply(hr: np.ndarray, params: dict) -> np.ndarray:
     """The LR of ``hr`` (H × W × bands uint8) under ``params`` (from :func:`sample_params`): a pure function."""
-    img = hr.astype(np.float32) / 255
+    img = hr.astype(np.float32)
+    img /= 255
     if params["usm"]["applied"]:
         img = _usm(img, params["usm"])
     img = _filter(img, make_kernel(params["blur1"]))
