@@ -36,7 +36,7 @@ def _summary(name: str, report, what: str) -> None:
                f"in {report.seconds:.1f} s; {what}")
 
 
-def _run(name: str, fn, what, strict: bool):
+def _run(name: str, fn, what):
     from methbuild.sr._common import SrFailures
 
     try:
@@ -83,7 +83,7 @@ def pairs(src, out, scales, workers, strict, quiet) -> None:
     with folder_lock(out):
         _run("pairs", lambda: write_pairs(sources, out, scale_list, workers=workers, strict=strict,
                                           progress=not quiet),
-             lambda r: f"written: {os.path.join(str(out), '')} (GT/, LRbicx<s>/, meta_info.txt, pairs.csv)", strict)
+             lambda r: f"written: {os.path.join(str(out), '')} (GT/, LRbicx<s>/, meta_info.txt, pairs.csv)")
 
 
 @command.command("subimages")
@@ -99,6 +99,7 @@ def pairs(src, out, scales, workers, strict, quiet) -> None:
 @click.option("--workers", type=bounded_int(1, 4096), default=None, help="Worker processes [default: CPU count].")
 @click.option("--strict", is_flag=True, help="Exit with status 1 when any image failed.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@scheduler_option
 def subimages(folder, crop, step, thresh, level, workers, strict, quiet) -> None:
     """BasicSR's sub-images (extract_subimages.py): overlapping crops named <stem>_s001.png.
 
@@ -120,8 +121,7 @@ def subimages(folder, crop, step, thresh, level, workers, strict, quiet) -> None
         _run("subimages", lambda: extract_subimages(folder, crop=crop, step=step, thresh=thresh, level=level,
                                                     workers=workers, strict=strict, progress=not quiet),
              lambda r: "written: " + ", ".join(f"{d} ({n} sub-images)" for d, n in
-                                               zip(r.extra.get("folders", []), r.extra.get("subimages", []))),
-             strict)
+                                               zip(r.extra.get("folders", []), r.extra.get("subimages", []))))
 
 
 @command.command("lmdb")
@@ -149,18 +149,17 @@ def lmdb(folder, out, level, batch_mb, workers, strict, quiet) -> None:
     Example:  methbuild sr lmdb MetH-SR/sr
     """
     from methbuild.io.lock import folder_lock
-    from methbuild.sr.lmdb_layout import lmdb_jobs, write_lmdb
+    from methbuild.sr.lmdb_layout import check_job, lmdb_jobs, write_lmdb
 
     jobs = lmdb_jobs(folder, out)
-    for _, dest in jobs:
-        if not dest.name.endswith(".lmdb"):
-            raise UserError(f"--out {str(dest)!r} must end in .lmdb (BasicSR's readers require it)")
+    for src, dest in jobs:  # every folder checked before anything is written
+        check_job(src, dest)
     for src, dest in jobs:
         with folder_lock(dest):
             _run("lmdb", lambda: write_lmdb(src, dest, level=level, batch_bytes=batch_mb << 20, workers=workers,
                                             strict=strict, progress=not quiet),
                  lambda r: f"written: {r.extra.get('out', dest)} ({r.extra.get('bytes', 0) / 1e6:.1f} MB, "
-                           f"map grown {r.extra.get('grown', 0)} times)", strict)
+                           f"map grown {r.extra.get('grown', 0)} times)")
 
 
 def _overrides(values: tuple[str, ...]) -> dict[str, str]:
@@ -233,4 +232,4 @@ def degrade(src, out, preset, scale, seed, params, replay, workers, strict, quie
         _run("degrade", lambda: write_degraded(sources, out, preset=chosen, scale=scale, seed=seed, workers=workers,
                                                strict=strict, progress=not quiet),
              lambda r: f"written: {os.path.join(str(out), '')} (GT/, {r.extra.get('lr_dir', 'LR')}/, params/, "
-                       "degrade.csv)", strict)
+                       "degrade.csv)")

@@ -25,7 +25,6 @@ The HR is cropped top-left to a multiple of the scale (the crop is recorded) and
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math

@@ -114,22 +114,28 @@ def check_keys(files: Sequence[Path]) -> list[str]:
     return keys
 
 
-def write_lmdb(folder: str | os.PathLike, out: str | os.PathLike, *, level: int = LEVEL,
-               batch_bytes: int = BATCH_BYTES, map_size: int | None = None, workers: int | None = None,
-               strict: bool = False, progress: bool = True) -> SrReport:
-    """Write the PNGs of ``folder`` into the LMDB ``out`` (a folder whose name ends in ``.lmdb``)."""
-    started = time.perf_counter()
+def check_job(folder: str | os.PathLike, out: str | os.PathLike) -> tuple[list[Path], list[str]]:
+    """(PNG files, their keys) of ``folder`` for the LMDB ``out``; a UserError for anything BasicSR could not read."""
     folder, out = Path(folder), Path(out)
     if not folder.is_dir():
         raise UserError(f"{str(folder)!r} is not a folder")
     if not out.name.endswith(".lmdb"):
         raise UserError(f"--out {str(out)!r} must end in .lmdb (BasicSR's readers require it)")
-    if not 0 <= level <= 9:
-        raise UserError(f"--level must be 0..9 (got {level})")
     files = png_files(folder)
     if not files:
         raise UserError(f"no .png files in {str(folder)!r}")
-    keys = check_keys(files)
+    return files, check_keys(files)
+
+
+def write_lmdb(folder: str | os.PathLike, out: str | os.PathLike, *, level: int = LEVEL,
+               batch_bytes: int = BATCH_BYTES, map_size: int | None = None, workers: int | None = None,
+               strict: bool = False, progress: bool = True) -> SrReport:
+    """Write the PNGs of ``folder`` into the LMDB ``out`` (a folder whose name ends in ``.lmdb``)."""
+    started = time.perf_counter()
+    if not 0 <= level <= 9:
+        raise UserError(f"--level must be 0..9 (got {level})")
+    files, keys = check_job(folder, out)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for name in (META_INFO, "data.mdb", "lock.mdb"):  # the meta first: a folder with one holds a whole set
         (out / name).unlink(missing_ok=True)

@@ -65,4 +65,4 @@ def test_bad_names_and_out_are_refused(tmp_path):
     assert_user_error(run_cli("sr", "lmdb", src, "--out", tmp_path / "x.db"), ".lmdb")
     (src / "a.b.png").write_bytes((src / "im0.png").read_bytes())
     assert_user_error(run_cli("sr", "lmdb", src), "a.b.png")
-    assert not (tmp_path / "src.lmdb" / "data.mdb").exists()
+    assert not (tmp_path / "src.lmdb").exists()  # refused before anything was written
