@@ -11,7 +11,7 @@ from methbuild.errors import UserError
 
 GT_DIR = "GT"
 LR_PREFIX = "LRbicx"  # LRbicx2, LRbicx4, ...: the DIV2K / BasicSR naming of bicubic LR folders
-LR_DIR = re.compile(r"^LRbicx(\d+)$")
+LR_DIR = re.compile(r"^LR([a-z0-9]*?)x(\d+)$")  # LRbicx4 (pairs), LRrealesrganx4 (degrade): kind, scale
 META_INFO = "meta_info.txt"
 
 
@@ -56,14 +56,16 @@ def png_files(folder: str | os.PathLike) -> list[Path]:
                   key=lambda p: p.name)
 
 
-def pair_folders(root: str | os.PathLike) -> tuple[Path, dict[int, Path]]:
-    """(GT folder, {scale: LRbicx<s> folder}) of a paired layout written by ``sr pairs``; UserError if not one."""
+def pair_folders(root: str | os.PathLike) -> tuple[Path, list[tuple[int, Path]]]:
+    """(GT folder, [(scale, LR folder)]) of a paired layout written by ``sr pairs`` (``LRbicx<s>``) or
+    ``sr degrade`` (``LR<preset>x<s>``); a UserError if ``root`` is not one."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{str(root)!r} is not a folder")
     gt = root / GT_DIR
-    lrs = {int(m.group(1)): p for p in sorted(root.iterdir()) if p.is_dir() and (m := LR_DIR.match(p.name))}
+    lrs = [(int(m.group(2)), p) for p in sorted(root.iterdir())
+           if p.is_dir() and (m := LR_DIR.match(p.name)) and int(m.group(2)) >= 1]
     if not gt.is_dir() or not lrs:
         raise UserError(f"{str(root)!r} is not a paired folder: expected {GT_DIR}/ and {LR_PREFIX}<s>/ "
-                        "folders (write them with `methbuild sr pairs`)")
+                        "(or LR<preset>x<s>/) folders (write them with `methbuild sr pairs` or `sr degrade`)")
     return gt, lrs

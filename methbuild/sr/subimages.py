@@ -116,7 +116,8 @@ def make_subimages(task: StemTask) -> list[tuple[int, str, tuple[int, int, int]]
         s = f.scale
         names = subimage_names(task.stem, h, w, task.crop // s, task.step // s, task.thresh / s)
         c = task.crop // s
-        done = all(png_size(os.path.join(f.dst, n)) == (c, c) for n, _, _ in names)
+        source_mtime = os.stat(os.path.join(f.src, f"{task.stem}.png")).st_mtime_ns
+        done = all(_is_current(os.path.join(f.dst, n), c, source_mtime) for n, _, _ in names)
         if not names:
             continue
         if done:  # kept from an earlier run: nothing decoded, the bands from one file's header
@@ -130,6 +131,16 @@ def make_subimages(task: StemTask) -> list[tuple[int, str, tuple[int, int, int]]
                                    encode_png(pixels[top: top + c, left: left + c], task.level), fsync=False)
             out.append((i, name, (c, c, bands)))
     return out
+
+
+def _is_current(path: str, side: int, source_mtime_ns: int) -> bool:
+    """A whole ``side``×``side`` PNG written after its source last changed."""
+    if png_size(path) != (side, side):
+        return False
+    try:
+        return os.stat(path).st_mtime_ns >= source_mtime_ns
+    except OSError:
+        return False
 
 
 def meta_info_path(sub_folder: str | os.PathLike) -> Path:
@@ -162,7 +173,7 @@ def extract_subimages(root: str | os.PathLike, *, crop: int = CROP, step: int = 
     if (root / GT_DIR).is_dir():
         gt, lrs = pair_folders(root)
         folders = [Folder(str(gt), str(root / f"{GT_DIR}{SUFFIX}"), 1),
-                   *(Folder(str(p), str(root / f"{p.name}{SUFFIX}"), s) for s, p in sorted(lrs.items()))]
+                   *(Folder(str(p), str(root / f"{p.name}{SUFFIX}"), s) for s, p in lrs)]
     else:
         folders = [Folder(str(root), str(root.parent / f"{root.name}{SUFFIX}"), 1)]
     for f in folders:

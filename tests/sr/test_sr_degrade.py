@@ -101,6 +101,17 @@ def test_set_lr_is_hr_over_s_and_replay_is_bit_exact(tmp_path):
     assert (tmp_path / "again.png").read_bytes() == (out / "LRrealesrganx4" / "im1.png").read_bytes()
 
 
+def test_a_degradation_set_is_a_paired_folder_for_subimages(tmp_path):
+    src = image_folder(tmp_path / "src", sizes=[(101, 83)], grey_last=False)
+    out = tmp_path / "deg"
+    assert run_cli("sr", "degrade", src, "--out", out, "--scale", "2", "--quiet").returncode == 0
+    proc = run_cli("sr", "subimages", out, "--crop", "40", "--step", "20", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    gt = sorted(p.name for p in (out / "GT_sub").glob("*.png"))
+    assert gt and gt == sorted(p.name for p in (out / "LRrealesrganx2_sub").glob("*.png"))
+    assert read(out / "LRrealesrganx2_sub" / gt[-1]).shape == (20, 20, 3)
+
+
 def test_same_seed_same_bytes_on_1_and_2_workers(tmp_path):
     src = image_folder(tmp_path / "src", sizes=[(90, 70), (64, 48), (77, 81), (40, 44)])
     for w in ("1", "2"):
