@@ -392,7 +392,8 @@ def make_degraded(task: DegradeTask) -> dict:
         rng = np.random.default_rng(np.random.SeedSequence(task.seed, spawn_key=(task.index,)))
         steps = sample_params(task.preset, rng, box[3], box[2], task.scale)
     lr = degrade(hr, steps, task.scale)
-    assert lr.shape[:2] == (box[3] // task.scale, box[2] // task.scale)  # LR·s = HR, by construction
+    if lr.shape[:2] != (box[3] // task.scale, box[2] // task.scale):  # LR·s = HR: never written otherwise
+        raise RuntimeError(f"LR is {lr.shape[1]}x{lr.shape[0]}, not the {box[2]}x{box[3]} GT / {task.scale}")
     write_png(out / gt_rel, hr, fsync=False)
     write_png(out / lr_rel, lr, fsync=False)
     record = {"format": FORMAT, "stem": task.stem, "source": os.path.abspath(task.source), "index": task.index, "seed": task.seed,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import math
 
 import numpy as np
 import pyvips
@@ -52,7 +51,17 @@ def test_rerun_keeps_finished_pairs_and_api_default_scales(tmp_path):
     assert read(out / "LRbicx16" / "im0.png").shape[:2] == (3, 4)
     again = write_pairs([src / "im0.png"], out, progress=False)
     assert (again.done, again.skipped) == (0, 1)
-    assert math.lcm(2, 4, 8, 16) == 16
+
+
+def test_image_smaller_than_the_mirrored_border_still_pairs(tmp_path):
+    # 40x36 -> a 32x32 crop, below the 3 x 16 border the streaming path needs: the in-memory path
+    src = image_folder(tmp_path / "src", sizes=[(40, 36)], grey_last=False)
+    out = tmp_path / "pairs"
+    report = write_pairs([src / "im0.png"], out, (2, 4, 8, 16), progress=False)
+    assert report.done == 1
+    assert np.array_equal(read(out / "GT" / "im0.png"), read(src / "im0.png")[:32, :32])
+    for s in (2, 4, 8, 16):
+        assert read(out / f"LRbicx{s}" / "im0.png").shape[:2] == (32 // s, 32 // s)
 
 
 def test_bad_input_is_one_line_exit_2(tmp_path):
