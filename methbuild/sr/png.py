@@ -2,9 +2,10 @@
 
 The rows get the PNG "Up" filter (one numpy subtraction) and the deflate stream comes from ISA-L
 when installed (:mod:`methbuild.io.lowres_png`'s choice), zlib otherwise. BasicSR writes sub-images
-with OpenCV at PNG compression 3 (zlib level 3, "Sub" filter); on photographic 480×480 crops ISA-L's
-level 3 makes files no larger than that (55.4 MB against 55.8 MB for the 165 crops of a 12 MP image)
-in a ninth of the time, so level ``n`` here means ISA-L's level ``min(n, 3)`` or zlib's level ``n``.
+with OpenCV at PNG compression 3 (zlib level 3); on photographic 480×480 crops ISA-L's level 3 with the
+Up filter makes files within 1% of that size (benchmarks/bench_sr.py: 253 MB against 251 MB) for a
+ninth of the deflate time, so level ``n`` here means ISA-L's level ``min(n, 3)``, or zlib's level ``n``
+when ISA-L is not installed.
 """
 
 from __future__ import annotations
