@@ -28,3 +28,13 @@ def read(path: Path) -> np.ndarray:
     """Pixels of an image file as H × W × bands uint8."""
     im = pyvips.Image.new_from_file(str(path))
     return im.numpy().reshape(im.height, im.width, im.bands)
+
+
+def basicsr_folder_pairs(gt_folder: Path, lq_folder: Path) -> list[tuple[str, str]]:
+    """Pair two folders the way BasicSR's ``paired_paths_from_folder`` does: every non-hidden file of
+    each (its ``scandir``), the same count, each GT name present among the LQ names."""
+    gt = sorted(p.name for p in gt_folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    lq = sorted(p.name for p in lq_folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    assert len(gt) == len(lq), (len(gt), len(lq))
+    assert all(n in set(lq) for n in gt)
+    return list(zip(gt, lq))

@@ -7,7 +7,7 @@ import pytest
 
 from methbuild.sr.subimages import positions, subimage_names
 from tests.conftest import assert_user_error, run_cli
-from tests.sr.helpers import image_folder, read
+from tests.sr.helpers import basicsr_folder_pairs, image_folder, read
 
 
 def basicsr_positions(n: int, crop: int, step: int, thresh: float) -> list[int]:
@@ -57,6 +57,7 @@ def test_paired_folder_keys_counts_and_pixels_match(tmp_path):
             assert np.array_equal(read(lr4_sub / name), lr4[top // 4: top // 4 + 12, left // 4: left // 4 + 12])
     assert not any(n.startswith("im2_") for n in names)  # 36 wide: smaller than the crop
     assert not (gt_sub / "meta_info.txt").exists()  # BasicSR's folder reader would take it for an image
+    assert len(basicsr_folder_pairs(gt_sub, lr4_sub)) == len(names)
     meta = (root / "meta_info_GT_sub.txt").read_text().splitlines()
     assert len(meta) == len(names) and meta[0].endswith("(48,48,3)")
     assert (root / "meta_info_LRbicx4_sub.txt").read_text().splitlines()[0].endswith("(12,12,3)")
