@@ -29,6 +29,7 @@ import numpy as np
 
 MAX_SWEEPS = 200
 POLISH_EVALUATIONS = 120  # two-level evaluations the super-bucket polish may spend
+TOO_SMALL = 2**62  # the "padding" of a cut with a super-bucket under min_size: never chosen
 POLISH_RESOLUTION = 4096  # finest polish step: 1/4096 of the possible cut positions (1 on small collections)
 
 
@@ -91,11 +92,15 @@ class Partition:
 
 
 class _Cost:
-    """Padding of groups of a key-sorted collection; evaluates a boundary's every position at once."""
+    """Padding of groups of a key-sorted collection; evaluates a boundary's every position at once.
 
-    def __init__(self, w: np.ndarray, h: np.ndarray, cuts: np.ndarray):
+    ``min_size``: no group may hold fewer images (a boundary only moves where both its groups keep that many).
+    """
+
+    def __init__(self, w: np.ndarray, h: np.ndarray, cuts: np.ndarray, min_size: int = 1):
         self.w, self.h, self.cuts = w, h, cuts
         self.n = w.size
+        self.min_size = max(1, int(min_size))
         self.area = np.concatenate([[0], np.cumsum(w * h)]).astype(np.int64)
 
     def total(self, bounds: np.ndarray) -> int:
@@ -105,6 +110,12 @@ class _Cost:
     def best_between(self, a: int, c: int, lo: int, hi: int) -> tuple[int, int]:
         """Best boundary index j in cuts[lo:hi] splitting positions [a, c); returns (j, padding of both groups)."""
         p = self.cuts[lo:hi]
+        if self.min_size > 1:  # both groups keep at least min_size images
+            keep = (p - a >= self.min_size) & (c - p >= self.min_size)
+            if not keep.any():
+                return -1, 0
+            idx = np.flatnonzero(keep)
+            lo, hi, p = lo + int(idx[0]), lo + int(idx[-1]) + 1, p[idx[0]:idx[-1] + 1]
         w, h = self.w[a:c], self.h[a:c]
         fw, fh = np.maximum.accumulate(w), np.maximum.accumulate(h)
         bw, bh = np.maximum.accumulate(w[::-1])[::-1], np.maximum.accumulate(h[::-1])[::-1]
@@ -130,7 +141,7 @@ class _Cost:
                 a = int(self.cuts[bounds[i - 1]]) if i else 0
                 c = int(self.cuts[bounds[i + 1]]) if i + 1 < g else self.n
                 j, cost = self.best_between(a, c, int(lo), int(hi))
-                if j != bounds[i] and cost < self.pair(a, int(self.cuts[bounds[i]]), c):
+                if j >= 0 and j != bounds[i] and cost < self.pair(a, int(self.cuts[bounds[i]]), c):
                     bounds[i] = j
                     moved = True
             if not moved:
@@ -139,12 +150,15 @@ class _Cost:
 
 
 def partition(w: np.ndarray, h: np.ndarray, key: np.ndarray, groups: int, *, optimise: bool = True,
-              seed: int = 0, spawn_key: tuple[int, ...] = (), restarts: int = 4) -> Partition:
+              seed: int = 0, spawn_key: tuple[int, ...] = (), restarts: int = 4, min_size: int = 1) -> Partition:
     """Cut a collection (``w``, ``h``, ``key`` already sorted by ``key``) into at most ``groups`` groups.
 
     Fewer groups result when the key has fewer distinct values. With ``optimise=False`` the
     equal-count boundaries are returned; otherwise the B2B descent from them, then ``restarts``
     descents from seeded random boundaries (``SeedSequence(seed, spawn_key=spawn_key)``), best kept.
+    With ``min_size`` > 1 the number of groups is capped at ``n // min_size`` and the descent keeps every
+    group at ``min_size`` images or more (when the equal-count start does; random starts that do not are
+    discarded).
     """
     w = np.asarray(w, dtype=np.int64)
     h = np.asarray(h, dtype=np.int64)
@@ -152,8 +166,8 @@ def partition(w: np.ndarray, h: np.ndarray, key: np.ndarray, groups: int, *, opt
     if n == 0:
         return Partition(np.zeros(1, dtype=np.int64), 0, 0)
     cuts = cut_positions(np.asarray(key))
-    groups = max(1, min(groups, len(cuts) + 1))
-    cost = _Cost(w, h, cuts)
+    groups = max(1, min(groups, len(cuts) + 1, n // max(1, min_size)))
+    cost = _Cost(w, h, cuts, min_size)
     start = equal_count(cuts, n, groups)
     start_padding = best_padding = cost.total(start)
     best = start
@@ -164,12 +178,20 @@ def partition(w: np.ndarray, h: np.ndarray, key: np.ndarray, groups: int, *, opt
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(spawn_key)))
             for _ in range(restarts):
                 trial = np.sort(rng.choice(len(cuts), size=groups - 1, replace=False)).astype(np.int64)
+                if min_size > 1 and _smallest(cuts, trial, n) < min_size:
+                    continue
                 trial = cost.descend(trial)
                 p = cost.total(trial)
                 if p < best_padding:
                     best, best_padding = trial, p
     starts = np.concatenate([[0], cuts[best]]).astype(np.int64)
     return Partition(starts, best_padding, start_padding)
+
+
+def _smallest(cuts: np.ndarray, bounds: np.ndarray, n: int) -> int:
+    """Size of the smallest group of the boundaries ``bounds`` (indices into ``cuts``)."""
+    edges = np.concatenate([[0], cuts[bounds], [n]])
+    return int(np.diff(edges).min())
 
 
 # --- two levels: super-buckets by pixel count, buckets by aspect ratio -------------------------------------------
@@ -191,6 +213,8 @@ class Bucketing:
     padding_equal_count: int  # of equal-count boundaries at both levels
     method: str = "b2b"
     notes: list[str] = field(default_factory=list)
+    # per super-bucket: (its images in aspect order, start of each of its buckets in that order)
+    layout: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
     @property
     def n_buckets(self) -> int:
@@ -207,21 +231,25 @@ def aspect_key(w: np.ndarray, h: np.ndarray) -> np.ndarray:
     return w.astype(np.float64) / h.astype(np.float64)
 
 
-def _inner(w: np.ndarray, h: np.ndarray, m: int, optimise: bool, seed: int, sb: int, restarts: int):
+def _inner(w: np.ndarray, h: np.ndarray, m: int, optimise: bool, seed: int, sb: int, restarts: int,
+           min_size: int = 1):
     """Aspect-ratio cut of one super-bucket: (order within it, Partition)."""
     ar = aspect_key(w, h)
     # Stable: ties in w/h keep the pixel order of the super-bucket (a deterministic total order).
     order = np.argsort(ar, kind="stable")
     part = partition(w[order], h[order], ar[order], m, optimise=optimise, seed=seed, spawn_key=(8, 1, sb),
-                     restarts=restarts)
+                     restarts=restarts, min_size=min_size)
     return order, part
 
 
 def bucketize(w, h, superbuckets: int, buckets: int, *, method: str = "b2b", seed: int = 0,
-              restarts: int = 4, polish: int = POLISH_EVALUATIONS) -> Bucketing:
+              restarts: int = 4, polish: int = POLISH_EVALUATIONS, min_size: int = 1) -> Bucketing:
     """Cut images of sizes ``w × h`` into ``superbuckets`` × ``buckets`` groups (see the module notes).
 
     ``method`` is ``"b2b"`` (the heuristic) or ``"equal"`` (equal-count boundaries at both levels).
+    ``min_size`` > 1: the heuristic keeps every super-bucket and bucket at that many images or more
+    where it can (fewer buckets are made in a super-bucket too small for ``buckets`` of them); the
+    equal-count baseline ignores it.
     """
     if superbuckets < 1 or buckets < 1:
         raise ValueError("the numbers of super-buckets and buckets must be at least 1")
@@ -249,10 +277,12 @@ def bucketize(w, h, superbuckets: int, buckets: int, *, method: str = "b2b", see
 
     def inner(a: int, b: int, optimise: bool, rs: int):
         """Aspect cut of the super-bucket of sorted positions [a, b): (order within it, Partition)."""
-        return _inner(ws[a:b], hs[a:b], buckets, optimise, seed, a, rs)
+        return _inner(ws[a:b], hs[a:b], buckets, optimise, seed, a, rs, min_size if optimise else 1)
 
     def total(bounds: np.ndarray, optimise: bool, rs: int) -> int:
         edges = [0, *(int(cuts[j]) for j in bounds), n]
+        if optimise and min_size > 1 and min(b - a for a, b in zip(edges, edges[1:])) < min_size:
+            return TOO_SMALL
         out = 0
         for a, b in zip(edges, edges[1:]):
             key = (a, b, optimise, rs)
@@ -267,11 +297,13 @@ def bucketize(w, h, superbuckets: int, buckets: int, *, method: str = "b2b", see
         chosen = eq
         final_opt = method == "b2b"
     else:
-        cost = _Cost(ws, hs, cuts)
+        cost = _Cost(ws, hs, cuts, min_size)
         first = cost.descend(eq)  # the paper's first step: super-buckets on their own padding
         cands = [(total(eq, True, 0), 1, eq), (total(first, True, 0), 0, first)]
         score, _, chosen = min(cands, key=lambda t: (t[0], t[1]))
-        chosen, _ = _polish(chosen, score, cuts, lambda b: total(b, True, 0), polish)
+        chosen, score = _polish(chosen, score, cuts, lambda b: total(b, True, 0), polish)
+        if score >= TOO_SMALL:  # neither start keeps every super-bucket at min_size: take the equal-count cut
+            chosen = eq
         final_opt = True
     edges = [0, *(int(cuts[j]) for j in chosen), n]
 
@@ -280,6 +312,7 @@ def bucketize(w, h, superbuckets: int, buckets: int, *, method: str = "b2b", see
     aspect_bounds: list[list[float]] = []
     bucket_super: list[int] = []
     padding = 0
+    layout = []
     for s in range(len(edges) - 1):
         a, b = edges[s], edges[s + 1]
         idx = order[a:b]
@@ -287,18 +320,19 @@ def bucketize(w, h, superbuckets: int, buckets: int, *, method: str = "b2b", see
         sub_order, part = inner(a, b, final_opt, restarts if final_opt else 0)
         padding += part.padding
         super_of[idx] = s
+        layout.append((idx[sub_order], part.starts.copy()))
         ar_sorted = aspect_key(ws[a:b][sub_order], hs[a:b][sub_order])
         aspect_bounds.append([float(ar_sorted[p]) for p in part.starts[1:]])
         ends = np.append(part.starts[1:], b - a)
         for p0, p1 in zip(part.starts, ends):
             bucket_of[idx[sub_order[p0:p1]]] = len(bucket_super)
             bucket_super.append(s)
-        if len(part.starts) < buckets:
+        if len(part.starts) < buckets and not (min_size > 1 and len(part.starts) == (b - a) // min_size):
             notes.append(f"super-bucket {s}: only {len(part.starts)} distinct aspect ratio(s), "
                          f"{len(part.starts)} bucket(s) instead of {buckets}")
     pixel_bounds = [int(px[int(cuts[j])]) for j in chosen]
     return Bucketing(super_of, bucket_of, pixel_bounds, aspect_bounds, bucket_super, padding, padding_equal,
-                     method, notes)
+                     method, notes, layout)
 
 
 def _polish(bounds: np.ndarray, score: int, cuts: np.ndarray, evaluate, budget: int) -> tuple[np.ndarray, int]:
