@@ -17,7 +17,8 @@ the rounds of all buckets shuffled together. A bucket of ``n`` images with batch
   image exactly once; only when ``n < R·W`` (batch size 1 with a remainder) do a few images repeat so
   that no batch is empty.
 - ``pad``: every batch holds exactly ``B``; the last round is filled with images of the same bucket
-  repeated from the start of this epoch's shuffled order (each image at least once, at most twice).
+  repeated from the start of this epoch's shuffled order (each image at least once; at most twice
+  when the bucket holds at least B·W images).
 - ``drop``: only whole rounds of ``B·W`` images; up to ``B·W − 1`` images of the bucket sit out this
   epoch (others the next: the shuffle changes); a bucket smaller than ``B·W`` is skipped.
 

@@ -29,6 +29,7 @@ import numpy as np
 
 MAX_SWEEPS = 200
 POLISH_EVALUATIONS = 120  # two-level evaluations the super-bucket polish may spend
+POLISH_FULL_BELOW = 200_000  # above this many images the polish budget shrinks in proportion
 TOO_SMALL = 2**62  # the "padding" of a cut with a super-bucket under min_size: never chosen
 POLISH_RESOLUTION = 4096  # finest polish step: 1/4096 of the possible cut positions (1 on small collections)
 
@@ -301,7 +302,10 @@ def bucketize(w, h, superbuckets: int, buckets: int, *, method: str = "b2b", see
         first = cost.descend(eq)  # the paper's first step: super-buckets on their own padding
         cands = [(total(eq, True, 0), 1, eq), (total(first, True, 0), 0, first)]
         score, _, chosen = min(cands, key=lambda t: (t[0], t[1]))
-        chosen, score = _polish(chosen, score, cuts, lambda b: total(b, True, 0), polish)
+        # Each evaluation re-cuts every super-bucket: on large collections spend fewer (≥ 24) so that a
+        # million images plan in seconds; only improvements are accepted either way.
+        budget = polish if n <= POLISH_FULL_BELOW else max(24, polish * POLISH_FULL_BELOW // n)
+        chosen, score = _polish(chosen, score, cuts, lambda b: total(b, True, 0), budget)
         if score >= TOO_SMALL:  # neither start keeps every super-bucket at min_size: take the equal-count cut
             chosen = eq
         final_opt = True

@@ -26,6 +26,7 @@ def curve_points(chosen: int) -> list[int]:
     return sorted(set(range(1, 9)) | {chosen} | {m for m in (12, 16, 24, 32, 48, 64) if m < chosen})
 
 
+CURVE_SAMPLE = 200_000  # larger collections: the curve is computed on an evenly spaced sample of this many
 INLINE_BELOW = 20_000  # fewer images than this: the curve is drawn in this process (a pool costs ~0.5 s)
 
 
@@ -55,14 +56,21 @@ def padding_curve(w, h, plan, *, seed: int = 0, restarts: int = 4, points: list[
     """Padding % against M at the plan's super-buckets (B2B) and equal-count boundaries (one task per M)."""
     from methbuild.executor import run_tasks
 
+    from methbuild.buckets.boundaries import group_padding
+
     w = np.asarray(w, dtype=np.int64)
     h = np.asarray(h, dtype=np.int64)
+    meta = plan.meta
+    sb = plan.rows["super_bucket"].to_numpy()
+    bk = plan.rows["bucket"].to_numpy()
+    if w.size > CURVE_SAMPLE:  # every s-th image: the curve's percentages, not the plan's, come from a sample
+        sel = np.arange(0, w.size, -(-w.size // CURVE_SAMPLE))
+        w, h, sb, bk = w[sel], h[sel], sb[sel], bk[sel]
     area = int((w * h).sum())
     one = padding_percent(int(w.size * w.max() * h.max()) - area, area)
-    meta = plan.meta
     outliers = {s["id"] for s in meta["super_buckets"] if s["outlier"]}
-    fixed = sum(b["padding_pixels"] for b in meta["buckets"] if b["super_bucket"] in outliers)
-    sb = plan.rows["super_bucket"].to_numpy()
+    fixed = sum(group_padding(w[bk == b["id"]], h[bk == b["id"]]) for b in meta["buckets"]
+                if b["super_bucket"] in outliers)
     order = np.argsort(sb, kind="stable")
     cuts = np.searchsorted(sb[order], np.arange(len(meta["super_buckets"]) + 1))
     groups = [order[cuts[s]:cuts[s + 1]] for s in range(len(meta["super_buckets"])) if s not in outliers]
