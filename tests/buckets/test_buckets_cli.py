@@ -142,13 +142,13 @@ def test_budget_too_small_is_a_plan_with_does_not_fit_buckets(tmp_path):
 
 def test_fill_guarantee_merges_buckets_below_batch_times_world(tmp_path):
     _meth_csv(tmp_path / "m.csv", n=1500, seed=2)
-    proc = buckets(tmp_path / "m.csv", "--out", tmp_path / "p", "--memory-budget", "10TB", "-K", "6", "-M", "6",
+    proc = buckets(tmp_path / "m.csv", "--out", tmp_path / "p", "--memory-budget", "10TB", "-K", "8", "-M", "8",
                    "--batch", "8", "--world-size", "4", "--no-plot", "--outliers", "none")
     assert proc.returncode == 0, proc.stderr
     meta = json.loads((tmp_path / "p.json").read_text())
     rows = pd.read_csv(tmp_path / "p.csv")
     assert all(b["images"] >= 32 and b["batch_size"] == 8 for b in meta["buckets"])
-    assert len(meta["buckets"]) < 36 and not meta["problems"]
+    assert len(meta["buckets"]) < 64 and not meta["problems"]
     # the thresholds still assign every image to its bucket (merges only drop thresholds)
     from methbuild.buckets.boundaries import assign
     sb, bk = assign(rows["width"], rows["height"], meta["pixel_boundaries"],
@@ -162,11 +162,11 @@ def test_fill_guarantee_merges_buckets_below_batch_times_world(tmp_path):
     flat = [i for x in ranks for b in x for i in b]
     assert sorted(flat) == list(range(1500))  # every image exactly once per epoch
     # without merging, --last short keeps the small buckets and says so
-    proc = buckets(tmp_path / "m.csv", "--out", tmp_path / "q", "--memory-budget", "10TB", "-K", "6", "-M", "6",
+    proc = buckets(tmp_path / "m.csv", "--out", tmp_path / "q", "--memory-budget", "10TB", "-K", "8", "-M", "8",
                    "--batch", "8", "--world-size", "4", "--no-plot", "--outliers", "none", "--last", "short")
     assert proc.returncode == 0, proc.stderr
     q = json.loads((tmp_path / "q.json").read_text())
-    assert len(q["buckets"]) == 36 and any("fewer than one batch" in p for p in q["problems"])
+    assert len(q["buckets"]) == 64 and any("fewer than one batch" in p for p in q["problems"])
 
 
 def test_max_padding_on_the_met_sizes(tmp_path):
