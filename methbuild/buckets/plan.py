@@ -143,6 +143,39 @@ def usable_sizes(sizes: pd.DataFrame, input_name: str, skip_unreadable: bool) ->
     return good, bad
 
 
+def manifest_sizes_exact(path) -> pd.DataFrame:
+    """A manifest's size table with widths and heights as read (floats), never cast to integers first.
+
+    ``methbuild.stats.inputs.read_sizes`` casts them to int64 for its own tables, where ``1e30`` wraps
+    around and ``12.5`` becomes 12; :func:`usable_sizes` must see the values as written.
+    """
+    from methbuild.stats.inputs import read_manifest
+
+    m = read_manifest(path)
+    n = len(m.width)
+    if m.files is not None:
+        paths = m.files.to_numpy(dtype=object)
+    elif m.ids is not None:
+        paths = m.ids.to_numpy(dtype=object)
+    else:
+        paths = np.array([f"row {i + 2}" for i in range(n)], dtype=object)  # +2: header line, 1-based
+    cols = {"path": pd.Series(paths, dtype=object)}
+    if m.ids is not None:
+        cols["id"] = pd.Series(m.ids.to_numpy(dtype=object), dtype=object)
+    cols["width"] = m.width.to_numpy(dtype="float64")
+    cols["height"] = m.height.to_numpy(dtype="float64")
+    df = pd.DataFrame(cols)
+    missing = np.isnan(df["width"].to_numpy()) | np.isnan(df["height"].to_numpy())
+    err = np.full(n, None, dtype=object)
+    if missing.any():
+        reasons = m.reasons.to_numpy(dtype=object) if m.reasons is not None else None
+        for k in np.flatnonzero(missing):
+            why = f" ({reasons[k]})" if reasons is not None and reasons[k] else ""
+            err[k] = "no usable width/height in the manifest" + why
+    df["error"] = pd.Series(err, dtype=object)
+    return df
+
+
 def _printable(value) -> str:
     """A path for a message: undecodable bytes (surrogate-escaped file names) shown as \\x.. escapes."""
     return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
@@ -444,7 +477,9 @@ def make_plan(sizes: pd.DataFrame, opts: Options, *, input_name: str = "",
                        "exempt_from_fill": g.outlier is not None})
     buckets = pd.DataFrame(recs)
 
-    rows = pd.DataFrame({"path": sizes["path"].astype(str).to_numpy()})
+    # object dtype: a surrogate-escaped file name (not valid UTF-8) cannot live in an Arrow-backed string column
+    paths = np.array([str(x) for x in sizes["path"].to_numpy(dtype=object)], dtype=object)
+    rows = pd.DataFrame({"path": pd.Series(paths, dtype=object)})
     if "id" in sizes.columns:
         rows["id"] = sizes["id"].to_numpy()
     rows["width"] = w

@@ -181,7 +181,12 @@ def command(input, out, superbuckets, buckets, memory_budget, model, dtype, trai
         else:
             root, rule = str(input.resolve().parent), "manifest"
 
-        sizes = read_sizes(input, workers=workers, cache_dir=cache_dir)
+        if cache_dir is None:
+            from methbuild.buckets.plan import manifest_sizes_exact
+
+            sizes = manifest_sizes_exact(input)
+        else:
+            sizes = read_sizes(input, workers=workers, cache_dir=cache_dir)
         good, bad = usable_sizes(sizes, str(input), skip_unreadable)
         plan = make_plan(good, opts, input_name=str(input), excluded=bad, image_root=root, image_rule=rule)
         write_plan(plan, out)

@@ -272,3 +272,45 @@ def test_out_as_a_folder(tmp_path):
                    "--no-plot").returncode == 0
     for d in ("plans", "new"):
         assert (tmp_path / d / "plan.csv").is_file() and (tmp_path / d / "plan.json").is_file()
+
+
+# --- hostile and unlucky input (issue 13) ---------------------------------------------------------------------------
+
+def test_non_utf8_file_name_is_kept(tmp_path):
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    raw = os.fsencode(str(imgs)) + b"/caf\xe9.jpg"  # a Latin-1 name from an old zip
+    Image.new("RGB", (40, 30)).save(raw.decode("utf-8", "surrogateescape"), format="JPEG")
+    Image.new("RGB", (30, 40)).save(imgs / "ok.jpg")
+    proc = buckets(imgs, "--out", tmp_path / "p", "--memory-budget", "1TB", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    plan = BatchPlan.load(tmp_path / "p")
+    files = {plan.image_file(i) for i in range(2)}
+    assert all(os.path.exists(f) for f in files)  # the original bytes round-trip through PLAN.csv
+    assert os.fsencode(str(imgs / "caf")) + b"\xe9.jpg" in {os.fsencode(str(f)) for f in files}
+
+
+def test_absurd_sizes_in_a_manifest_are_listed_never_wrapped(tmp_path):
+    src = tmp_path / "m.csv"
+    src.write_text("ID,Image file,Width,Height\n1,1.jpg,100,80\n2,2.jpg,1e30,50\n3,3.jpg,nan,20\n4,4.jpg,-5,10\n"
+                   "5,5.jpg,12.5,10\n6,6.jpg,90,70\n")
+    proc = buckets(src, "--out", tmp_path / "p", "--memory-budget", "1TB", "--no-plot")
+    assert_user_error(proc, "4 of 6", "--skip-unreadable")
+    proc = buckets(src, "--out", tmp_path / "p", "--memory-budget", "1TB", "--no-plot", "--skip-unreadable")
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((tmp_path / "p.json").read_text())
+    assert meta["images"] == 2 and meta["excluded"] == 4
+    assert [e["path"] for e in meta["excluded_examples"]] == ["2.jpg", "3.jpg", "4.jpg", "5.jpg"]
+    rows = pd.read_csv(tmp_path / "p.csv")
+    assert (rows["width"] > 0).all() and rows["width"].max() == 100
+
+
+def test_one_run_per_output_folder(tmp_path):
+    from methbuild.io.lock import folder_lock
+
+    _meth_csv(tmp_path / "m.csv", n=50)
+    (tmp_path / "out").mkdir()
+    with folder_lock(tmp_path / "out", command="test holder"):
+        proc = buckets(tmp_path / "m.csv", "--out", tmp_path / "out" / "p", "--memory-budget", "1TB", "--no-plot")
+    assert_user_error(proc, "in use", "test holder")
+    assert not (tmp_path / "out" / "p.csv").exists()
