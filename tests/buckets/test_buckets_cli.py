@@ -314,3 +314,36 @@ def test_one_run_per_output_folder(tmp_path):
         proc = buckets(tmp_path / "m.csv", "--out", tmp_path / "out" / "p", "--memory-budget", "1TB", "--no-plot")
     assert_user_error(proc, "in use", "test holder")
     assert not (tmp_path / "out" / "p.csv").exists()
+
+
+def _can_mount_tmpfs() -> bool:
+    import shutil
+    import subprocess
+
+    if not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                            "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs unshare and a user namespace to mount a small tmpfs")
+def test_disk_full_is_one_line_and_no_half_written_plan(tmp_path):
+    import shlex
+    import subprocess
+    import sys
+
+    _meth_csv(tmp_path / "m.csv", n=3000)  # PLAN.csv ~170 kB: more than the 64 kB disk
+    full = tmp_path / "full"
+    full.mkdir()
+    cmd = (f"mount -t tmpfs -o size=64k tmpfs {shlex.quote(str(full))} && "
+           f"{shlex.quote(sys.executable)} -m methbuild buckets {shlex.quote(str(tmp_path / 'm.csv'))} "
+           f"--out {shlex.quote(str(full / 'p'))} --memory-budget 1TB --no-plot; "
+           f"echo rc=$?; ls -a {shlex.quote(str(full))}")
+    proc = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", cmd],
+                          capture_output=True, text=True, env=dict(os.environ))
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert "rc=1" in proc.stdout, (proc.stdout, proc.stderr)
+    assert len(lines) == 1 and "no space left" in lines[0] and "Traceback" not in proc.stderr
+    listing = proc.stdout.split("rc=1", 1)[1].split()
+    assert "p.csv" not in listing and "p.json" not in listing and not [x for x in listing if ".tmp-" in x]
