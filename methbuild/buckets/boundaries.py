@@ -83,6 +83,43 @@ def equal_count(cuts: np.ndarray, n: int, groups: int) -> np.ndarray:
     return out
 
 
+def nearest_cuts(cuts: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Indices into ``cuts`` closest to each of the increasing ``targets`` (positions), kept strictly increasing."""
+    g = len(targets)
+    if g == 0:
+        return np.zeros(0, dtype=np.int64)
+    idx = np.searchsorted(cuts, targets)
+    lo = np.clip(idx - 1, 0, len(cuts) - 1)
+    hi = np.clip(idx, 0, len(cuts) - 1)
+    out = np.where(np.abs(cuts[hi] - targets) < np.abs(cuts[lo] - targets), hi, lo).astype(np.int64)
+    for k in range(g):
+        out[k] = max(out[k], out[k - 1] + 1 if k else 0)
+        out[k] = min(out[k], len(cuts) - g + k)
+    return out
+
+
+def geometric_tail(px: np.ndarray, cuts: np.ndarray, groups: int) -> np.ndarray:
+    """Super-bucket boundaries (indices into ``cuts``): equal-count up to the median pixel count, then thresholds
+    in geometric progression from the median to the largest image.
+
+    Pixel counts of photographed collections have a long upper tail (Met originals: median 6.1 MP,
+    max 66.6 MP); equal-count cuts put that whole tail in one super-bucket padded to its largest image.
+    Geometric cuts give each tail super-bucket the same max/min ratio instead. ``px`` is sorted.
+    """
+    n = px.size
+    if groups <= 1 or n < 2:
+        return np.zeros(0, dtype=np.int64)
+    low = groups // 2  # groups below the median
+    targets = [i * n / groups for i in range(1, low)] + [n / 2]
+    med, top = float(px[n // 2]), float(px[-1])
+    high = groups - low
+    if top > med > 0:
+        thresholds = med * (top / med) ** (np.arange(1, high) / high)
+        targets += np.searchsorted(px, thresholds).astype(float).tolist()
+    targets = np.maximum.accumulate(np.asarray(targets[:groups - 1], dtype=float))
+    return nearest_cuts(cuts, targets)
+
+
 @dataclass
 class Partition:
     """Boundaries of one 1-D cut: ``starts`` of each group in key order, and the total padding."""
@@ -224,6 +261,11 @@ class Bucketing:
 
 def pixel_order(w: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Images by pixel count, ties by width then input position (a deterministic total order)."""
+    w = np.asarray(w, dtype=np.int64)
+    h = np.asarray(h, dtype=np.int64)
+    if w.size and int(w.max()) < 2**21 and int(w.max()) * int(h.max()) < 2**41:
+        # one int64 key (pixels, then width) and a stable sort: the same order as the lexsort, ~3× faster
+        return np.argsort((w * h) << 21 | w, kind="stable")
     return np.lexsort((np.arange(w.size), w, w * h))
 
 
@@ -233,11 +275,15 @@ def aspect_key(w: np.ndarray, h: np.ndarray) -> np.ndarray:
 
 
 def _inner(w: np.ndarray, h: np.ndarray, m: int, optimise: bool, seed: int, sb: int, restarts: int,
-           min_size: int = 1):
-    """Aspect-ratio cut of one super-bucket: (order within it, Partition)."""
+           min_size: int = 1, order: np.ndarray | None = None):
+    """Aspect-ratio cut of one super-bucket: (order within it, Partition).
+
+    ``order``: the super-bucket's images by aspect ratio, if the caller has it (see :func:`bucketize`).
+    """
     ar = aspect_key(w, h)
-    # Stable: ties in w/h keep the pixel order of the super-bucket (a deterministic total order).
-    order = np.argsort(ar, kind="stable")
+    if order is None:
+        # Stable: ties in w/h keep the pixel order of the super-bucket (a deterministic total order).
+        order = np.argsort(ar, kind="stable")
     part = partition(w[order], h[order], ar[order], m, optimise=optimise, seed=seed, spawn_key=(8, 1, sb),
                      restarts=restarts, min_size=min_size)
     return order, part
@@ -276,9 +322,16 @@ def bucketize(w, h, superbuckets: int, buckets: int, *, method: str = "b2b", see
 
     cache: dict[tuple[int, int, bool, int], int] = {}  # paddings only: the polish evaluates many cuts
 
+    # Every super-bucket is a run [a, b) of the pixel order; its aspect order (stable: ties by pixel position) is
+    # the positions of that run taken from one global aspect order, an O(n) filter instead of a sort per run.
+    by_aspect = np.lexsort((np.arange(n), aspect_key(ws, hs))) if buckets > 1 else None
+
     def inner(a: int, b: int, optimise: bool, rs: int):
         """Aspect cut of the super-bucket of sorted positions [a, b): (order within it, Partition)."""
-        return _inner(ws[a:b], hs[a:b], buckets, optimise, seed, a, rs, min_size if optimise else 1)
+        sub = None
+        if by_aspect is not None:
+            sub = by_aspect[(by_aspect >= a) & (by_aspect < b)] - a
+        return _inner(ws[a:b], hs[a:b], buckets, optimise, seed, a, rs, min_size if optimise else 1, sub)
 
     def total(bounds: np.ndarray, optimise: bool, rs: int) -> int:
         edges = [0, *(int(cuts[j]) for j in bounds), n]
@@ -301,6 +354,11 @@ def bucketize(w, h, superbuckets: int, buckets: int, *, method: str = "b2b", see
         cost = _Cost(ws, hs, cuts, min_size)
         first = cost.descend(eq)  # the paper's first step: super-buckets on their own padding
         cands = [(total(eq, True, 0), 1, eq), (total(first, True, 0), 0, first)]
+        if len(cuts) + 1 > k:  # a geometric tail start (never chosen unless it pads less)
+            geo = geometric_tail(px, cuts, k)
+            if len(geo) == k - 1:
+                geo_first = cost.descend(geo)
+                cands += [(total(geo, True, 0), 3, geo), (total(geo_first, True, 0), 2, geo_first)]
         score, _, chosen = min(cands, key=lambda t: (t[0], t[1]))
         # Each evaluation re-cuts every super-bucket: on large collections spend fewer (≥ 24) so that a
         # million images plan in seconds; only improvements are accepted either way.
