@@ -225,6 +225,12 @@ def command(input, out, superbuckets, buckets, memory_budget, model, dtype, trai
         click.echo(f"left out: {len(bad)} image(s) without a usable size (listed in {json_path.name})")
     for note in meta["notes"]:
         click.echo(f"note: {note}")
+    nofit = [b for b in meta["buckets"] if b["batch_size"] == 0]
+    if nofit:
+        worst = max(nofit, key=lambda b: b["bytes_per_image"] + b["bytes_fixed"])
+        click.echo(f"does not fit: {len(nofit)} bucket(s), {meta['unscheduled_images']} image(s), not even one image "
+                   f"within {human_bytes(memory_budget)} (batch 0, left out of BatchPlan); the worst "
+                   f"{worst['status'][len('does not fit: '):]}")
     for p in plan.problems[:20]:
         click.echo(f"problem: {p}")
     if len(plan.problems) > 20:
