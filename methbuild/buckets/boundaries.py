@@ -360,10 +360,32 @@ def bucketize(w, h, superbuckets: int, buckets: int, *, method: str = "b2b", see
                 geo_first = cost.descend(geo)
                 cands += [(total(geo, True, 0), 3, geo), (total(geo_first, True, 0), 2, geo_first)]
         score, _, chosen = min(cands, key=lambda t: (t[0], t[1]))
-        # Each evaluation re-cuts every super-bucket: on large collections spend fewer (≥ 24) so that a
-        # million images plan in seconds; only improvements are accepted either way.
-        budget = polish if n <= POLISH_FULL_BELOW else max(24, polish * POLISH_FULL_BELOW // n)
-        chosen, score = _polish(chosen, score, cuts, lambda b: total(b, True, 0), budget)
+        if n <= POLISH_FULL_BELOW:
+            chosen, score = _polish(chosen, score, cuts, lambda b: total(b, True, 0), polish)
+        elif score < TOO_SMALL:
+            # A million images: each evaluation re-cuts two super-buckets of ~n/K images. Polish on every
+            # stride-th image of the pixel order instead, then keep the result only if the full two-level
+            # padding confirms it is lower (so the guarantee holds on the full collection).
+            stride = -(-n // POLISH_FULL_BELOW)
+            sample_cache: dict[tuple[int, int], int] = {}
+
+            def approx(bounds: np.ndarray) -> int:
+                edges = [0, *(int(cuts[j]) for j in bounds), n]
+                if min_size > 1 and min(b - a for a, b in zip(edges, edges[1:])) < min_size:
+                    return TOO_SMALL
+                out = 0
+                for a, b in zip(edges, edges[1:]):
+                    if (a, b) not in sample_cache:
+                        sample_cache[(a, b)] = _inner(ws[a:b:stride], hs[a:b:stride], buckets, True, seed, a, 0,
+                                                      max(1, min_size // stride))[1].padding
+                    out += sample_cache[(a, b)]
+                return out
+
+            polished, _ = _polish(chosen, approx(chosen), cuts, approx, polish)
+            if not np.array_equal(polished, chosen):
+                full = total(polished, True, 0)
+                if full < score:
+                    chosen, score = polished, full
         if score >= TOO_SMALL:  # neither start keeps every super-bucket at min_size: take the equal-count cut
             chosen = eq
         final_opt = True

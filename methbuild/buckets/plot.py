@@ -26,7 +26,7 @@ def curve_points(chosen: int) -> list[int]:
     return sorted(set(range(1, 9)) | {chosen} | {m for m in (12, 16, 24, 32, 48, 64) if m < chosen})
 
 
-CURVE_SAMPLE = 200_000  # larger collections: the curve is computed on an evenly spaced sample of this many
+CURVE_SAMPLE = 100_000  # larger collections: the curve is computed on an evenly spaced sample of this many
 INLINE_BELOW = 20_000  # fewer images than this: the curve is drawn in this process (a pool costs ~0.5 s)
 
 
