@@ -223,20 +223,23 @@ class Layout:
             self._mem[key] = (est.max_batch(o.memory_budget), est)
         return self._mem[key]
 
-    def batch(self, pw: int, ph: int) -> int:
-        """The batch of a bucket: --batch, else the memory model's capped by --max-batch (0: does not fit)."""
+    def batch(self, pw: int, ph: int, n: int) -> int:
+        """The batch of a bucket of ``n`` images: --batch; else the memory model's, capped by --max-batch and by
+        the bucket's share per rank (n // world size, at least 1). 0: not even one image fits."""
         fit = self.memory(pw, ph)[0]
         if fit < 1:
             return 0
         if self.opts.batch is not None:
             return self.opts.batch
-        return min(fit, self.opts.max_batch or fit)
+        return max(1, min(fit, self.opts.max_batch or fit, n // self.opts.world_size))
 
     def need(self, pw: int, ph: int) -> int:
-        """Images a regular bucket must hold: --min-bucket, and with --last merge B·W (the fill guarantee)."""
+        """Images a regular bucket must hold: --min-bucket, and with --last merge --batch × world size (without
+        --batch: one image per rank, the memory model's batch shrinking to the bucket's share)."""
         need = self.opts.min_images
         if self.opts.last == "merge":
-            need = max(need, self.batch(pw, ph) * self.opts.world_size)
+            fixed = self.opts.batch if self.opts.batch is not None and self.memory(pw, ph)[0] >= 1 else 1
+            need = max(need, fixed * self.opts.world_size)
         return need
 
     def padding(self) -> int:
@@ -441,7 +444,7 @@ def make_plan(sizes: pd.DataFrame, opts: Options, *, input_name: str = "",
                 if a > 0:
                     aspect_bounds.append(float(bw[0] / bh[0]))
             fit, est = lay.memory(pw, ph)
-            batch = lay.batch(pw, ph)
+            batch = lay.batch(pw, ph, int(idx.size))
             status = "ok"
             if fit < 1:
                 status = "does not fit: " + _downscale_hint(est, pw, ph, opts)

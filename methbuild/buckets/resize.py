@@ -75,8 +75,7 @@ def resize_layout(w: np.ndarray, h: np.ndarray, opts):
             live = np.flatnonzero(counts)
             if live.size <= 1:
                 break
-            need = np.array([lay.batch(int(sw[b]), int(sh[b])) * opts.world_size for b in live])
-            need = np.maximum(need, opts.min_images)
+            need = np.array([lay.need(int(sw[b]), int(sh[b])) for b in live])
             short = np.flatnonzero(counts[live] < need)
             if short.size == 0:
                 break
