@@ -284,8 +284,9 @@ class Layout:
             options = [regular[p] for p in (pos - 1, pos + 1) if 0 <= p < len(regular)]
             if not options:
                 st = self.stats(g, 0, g.members.size)
-                self.notes.append(f"all {st[0]} regular image(s) form one bucket, fewer than the {self.need(st[1], st[2])} "
-                                  "a full bucket needs (--batch × --world-size or --min-bucket)")
+                self.notes.append(f"all {st[0]} regular image(s) form one bucket, fewer than the "
+                                  f"{self.need(st[1], st[2])} a full bucket needs (--batch × --world-size or "
+                                  "--min-bucket)")
                 return
             best = None
             for oi in options:

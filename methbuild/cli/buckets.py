@@ -47,7 +47,8 @@ class _Area(click.ParamType):
         text = str(value).strip().lower()
         if "x" in text:
             a, _, b = text.partition("x")
-            if a.isascii() and b.isascii() and a.isdigit() and b.isdigit() and 0 < int(a) <= 10**6 and 0 < int(b) <= 10**6:
+            a, b = a.strip(), b.strip()
+            if a.isascii() and b.isascii() and a.isdigit() and b.isdigit() and 0 < int(a) <= 10**6 >= int(b) > 0:
                 return int(a) * int(b)
             self.fail(f"cannot read {value!r}: use WIDTHxHEIGHT such as 1024x1024", param, ctx)
         scale = 1

@@ -204,7 +204,6 @@ def test_resize_mode_crop_boxes_and_aspect_error(tmp_path):
     assert ((tw % 64 == 0) & (th % 64 == 0) & (tw * th <= 2**20)).all()
     assert (np.abs(cw / ch - tw / th) <= (tw / th) * (1 / cw + 1 / ch) + 1e-9).all()
     # the reported aspect error and cropped share are those of PLAN.csv
-    err = np.abs((tw / th) / (w / h) - 1)
     err = np.expm1(np.abs(np.log((tw / th) / (w / h))))
     r = meta["resize"]
     assert abs(r["mean_aspect_error_percent"] - 100 * err.mean()) < 1e-6
