@@ -11,8 +11,16 @@ Sizes are drawn to match SPEC §1's Met originals (megapixels median 6.1, Q1 2.5
 3. Gap to the optimum of one 1-D cut (the aspect-ratio cut of one super-bucket), against an
    exact dynamic programme (O(G·n²)), on 2,000 sizes.
 
+4. The real Met sizes (``benchmarks/data/met_sizes.csv``: Width and Height of the 24,911 Met rows of
+   HPAI-BSC/MAMe-baselines ``dataset/MAMe_dataset.csv``): padding % of the plan ``methbuild buckets
+   --max-padding 8%`` makes (B2B + outlier buckets + buckets of ≥ 32 images), equal-count 16×16,
+   and 2-D k-means (256 clusters on log w, log h); the smallest bucket of each.
+5. ``methbuild buckets`` on a 1,000,000-row CSV manifest (Met-like sizes), with the padding curve:
+   wall time and the peak RSS of the command (target ≤ 60 s, ≤ 1 GB on 2 cores).
+
     .venv/bin/python benchmarks/bench_buckets.py            # 100,000 sizes, 3 runs
     .venv/bin/python benchmarks/bench_buckets.py --quick    # 20,000 sizes, 1 run
+    .venv/bin/python benchmarks/bench_buckets.py --only met,million
 """
 
 from __future__ import annotations
@@ -78,7 +86,17 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="20,000 sizes and one run")
     ap.add_argument("--n", type=int, default=None, help="number of sizes (default 100,000; 20,000 with --quick)")
     ap.add_argument("--runs", type=int, default=None, help="timed runs (median quoted)")
+    ap.add_argument("--only", default="", help="comma-separated sections: time,padding,optimum,met,million")
+    ap.add_argument("--million", type=int, default=1_000_000, help="rows of the manifest of section 5")
     args = ap.parse_args()
+    only = set(filter(None, args.only.split(",")))
+    if only and not only <= {"time", "padding", "optimum"}:
+        if "met" in only:
+            met_sizes()
+        if "million" in only:
+            million(args.million)
+        if not only & {"time", "padding", "optimum"}:
+            return
     n = args.n or (20_000 if args.quick else 100_000)
     runs = args.runs or (1 if args.quick else 3)
     w, h = met_like_sizes(n)
@@ -132,6 +150,94 @@ def main() -> None:
         print(f"   G={g}: optimum {padding_percent(opt, a2):.2f}%, B2B {padding_percent(p.padding, a2):.2f}% "
               f"(+{gap:.2f}% padding pixels), equal-count {padding_percent(p.start_padding, a2):.2f}%; "
               f"time B2B {t_h * 1000:.0f} ms vs exact {t_opt * 1000:.0f} ms")
+
+
+    met_sizes()
+    million(args.million)
+
+
+def kmeans_log(w: np.ndarray, h: np.ndarray, k: int, seed: int = 0, iters: int = 30) -> np.ndarray:
+    """2-D k-means (Lloyd, k-means++-like seeded start) on (log w, log h): a cluster id per image."""
+    x = np.stack([np.log(w), np.log(h)], axis=1)
+    rng = np.random.default_rng(seed)
+    centres = x[rng.choice(len(x), size=k, replace=False)]
+    for _ in range(iters):
+        d = ((x[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
+        lab = d.argmin(1)
+        for c in range(k):
+            sel = lab == c
+            if sel.any():
+                centres[c] = x[sel].mean(0)
+    return lab
+
+
+def _padding_of(labels: np.ndarray, w: np.ndarray, h: np.ndarray) -> tuple[int, int]:
+    """(padding pixels, smallest group) of a labelling."""
+    pad, smallest = 0, len(w)
+    for c in np.unique(labels):
+        sel = labels == c
+        pad += int(sel.sum() * w[sel].max() * h[sel].max() - (w[sel] * h[sel]).sum())
+        smallest = min(smallest, int(sel.sum()))
+    return pad, smallest
+
+
+def met_sizes() -> None:
+    import pandas as pd
+
+    from methbuild.buckets.plan import Options, make_plan
+
+    src = REPO / "benchmarks" / "data" / "met_sizes.csv"
+    d = pd.read_csv(src)
+    w, h = d["width"].to_numpy(np.int64), d["height"].to_numpy(np.int64)
+    area = int((w * h).sum())
+    print(f"4. the {len(w):,} real Met sizes ({src.relative_to(REPO)}), native resolution")
+    t = time.perf_counter()
+    plan = make_plan(pd.DataFrame({"path": np.arange(len(w)).astype(str), "width": w, "height": h}),
+                     Options(max_padding=8.0, batch=1, memory_budget=10**13))
+    dt = time.perf_counter() - t
+    regular = [b["images"] for b in plan.meta["buckets"] if b["outlier"] is None]
+    s = plan.meta["settings"]
+    print(f"   B2B --max-padding 8%: {plan.meta['padding']['b2b']['percent']:.1f}% with "
+          f"{len(plan.meta['buckets'])} buckets (K={s['superbuckets']}, M={s['buckets']}), smallest regular "
+          f"bucket {min(regular)} images, outliers {sum(b['images'] for b in plan.meta['buckets'] if b['outlier'])} "
+          f"in their own buckets; {dt:.1f} s; target <= 8% with every bucket >= 32: "
+          f"{'met' if plan.meta['padding']['b2b']['percent'] <= 8 and min(regular) >= 32 else 'MISSED'}")
+    eq = bucketize(w, h, 16, 16, method="equal")
+    _, small = _padding_of(eq.bucket_of, w, h)
+    print(f"   equal-count 16x16: {padding_percent(eq.padding, area):.1f}%, smallest bucket {small}")
+    t = time.perf_counter()
+    lab = kmeans_log(w, h, 256)
+    pk, small = _padding_of(lab, w, h)
+    print(f"   2-D k-means on (log w, log h), 256 clusters: {padding_percent(pk, area):.1f}%, smallest cluster "
+          f"{small} ({time.perf_counter() - t:.1f} s)")
+
+
+def million(n: int) -> None:
+    import os
+    import resource
+    import subprocess
+    import tempfile
+
+    import pandas as pd
+
+    print(f"5. methbuild buckets on a {n:,}-row CSV manifest (Met-like sizes), defaults + the padding curve")
+    w, h = met_like_sizes(n, seed=5)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "m.csv"
+        pd.DataFrame({"ID": np.arange(n), "Image file": [f"{i}.jpg" for i in range(n)], "Width": w,
+                      "Height": h}).to_csv(src, index=False)
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        t = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "methbuild", "buckets", str(src), "--out", str(Path(tmp) / "p"),
+                               "--workers", "2"], capture_output=True, text=True, env=env)
+        dt = time.perf_counter() - t
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        if proc.returncode != 0:
+            print("   FAILED:", proc.stderr.strip().splitlines()[-1:])
+            return
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("time:")), "")
+        print(f"   {dt:.1f} s wall ({line}), peak RSS {rss:.0f} MB; target <= 60 s and <= 1 GB: "
+              f"{'met' if dt <= 60 and rss <= 1024 else 'MISSED'}")
 
 
 if __name__ == "__main__":

@@ -2,21 +2,38 @@
 
 Framework-free (numpy and the standard library only): iterate it for lists of row indices of
 PLAN.csv, one batch per step, every batch drawn from one bucket (one padded shape) and no bigger
-than that bucket's batch size. Each epoch every image appears exactly once; the order is a pure
-function of (seed, epoch): images are shuffled within their bucket, cut into batches, and the
-batches of all buckets shuffled together.
+than that bucket's batch size. The order is a pure function of (plan, seed, epoch, world size).
+
+**One schedule shared by all ranks.** An epoch is a list of *rounds*; a round is ``world_size``
+batches of one bucket, one per rank. :meth:`BatchPlan.for_rank` gives rank ``r`` the ``r``-th
+batch of every round, so every rank gets the same number of batches, and at each step all ranks
+work on the same padded shape. Per epoch: each bucket's images are shuffled
+(``SeedSequence(seed, spawn_key=(88, epoch))``), cut into its rounds by the ``last`` policy, and
+the rounds of all buckets shuffled together. A bucket of ``n`` images with batch size ``B`` on
+``W`` ranks has ``R = ceil(n / (B·W))`` rounds (``floor`` for ``drop``):
+
+- ``short`` (also ``merge``, the plan's default, whose buckets hold at least B·W images): its
+  ``R·W`` batches share the ``n`` images as evenly as possible (sizes differ by at most one), every
+  image exactly once; only when ``n < R·W`` (batch size 1 with a remainder) do a few images repeat so
+  that no batch is empty.
+- ``pad``: every batch holds exactly ``B``; the last round is filled with images of the same bucket
+  repeated from the start of this epoch's shuffled order (each image at least once; at most twice
+  when the bucket holds at least B·W images).
+- ``drop``: only whole rounds of ``B·W`` images; up to ``B·W − 1`` images of the bucket sit out this
+  epoch (others the next: the shuffle changes); a bucket smaller than ``B·W`` is skipped.
+
+Buckets whose batch size is 0 (the plan says one image does not fit the memory budget) are not
+scheduled; :attr:`BatchPlan.unscheduled` counts their images.
 
 PyTorch::
 
-    plan = BatchPlan.load("plan")                    # plan.csv + plan.json
+    plan = BatchPlan.load("plan", rank=dist.get_rank(), world_size=dist.get_world_size())
     loader = DataLoader(dataset, batch_sampler=plan, collate_fn=pad_to_batch)
     for epoch in range(E):
         plan.set_epoch(epoch)
         ...
 
 TensorFlow: ``tf.data.Dataset.from_generator(lambda: iter(plan), ...)`` then map indices to images.
-With several processes (data parallel), give each its ``rank`` and ``world_size``: each gets every
-``world_size``-th batch of the same shuffled order (together they cover the epoch exactly once).
 """
 
 from __future__ import annotations
@@ -30,6 +47,32 @@ from pathlib import Path
 import numpy as np
 
 SPAWN_KEY = 88  # SeedSequence spawn key of the batch order: (SPAWN_KEY, epoch)
+LAST_POLICIES = ("short", "merge", "pad", "drop")
+
+
+def bucket_rounds(n: int, size: int, world_size: int, last: str) -> int:
+    """Rounds (``world_size`` batches each) of a bucket of ``n`` images at batch size ``size``."""
+    if size < 1 or n < 1:
+        return 0
+    slots = size * world_size
+    return n // slots if last == "drop" else -(-n // slots)
+
+
+def cut_rounds(members: np.ndarray, size: int, world_size: int, last: str) -> list[list[np.ndarray]]:
+    """The rounds of one bucket (its members already in this epoch's order), by the ``last`` policy."""
+    r = bucket_rounds(members.size, size, world_size, last)
+    if r == 0:
+        return []
+    slots = r * world_size
+    if last == "drop":
+        flat = np.split(members[:slots * size], slots)
+    elif last == "pad":
+        flat = np.split(np.resize(members, slots * size), slots)
+    elif members.size >= slots:
+        flat = np.array_split(members, slots)
+    else:  # batch size 1 and fewer images than batches: repeat a few so that no batch is empty
+        flat = np.split(np.resize(members, slots), slots)
+    return [flat[i * world_size:(i + 1) * world_size] for i in range(r)]
 
 
 class BatchPlan:
@@ -37,7 +80,9 @@ class BatchPlan:
 
     def __init__(self, bucket_of: Sequence[int], batch_sizes: Sequence[int] | dict[int, int], *, seed: int = 0,
                  shuffle: bool = True, drop_last: bool = False, rank: int = 0, world_size: int = 1,
-                 paths: Sequence[str] | None = None, padded_shapes: dict[int, tuple[int, int]] | None = None):
+                 last: str = "short", paths: Sequence[str] | None = None,
+                 padded_shapes: dict[int, tuple[int, int]] | None = None, image_root: str | None = None,
+                 image_rule: str = "folder"):
         self.bucket_of = np.asarray(bucket_of, dtype=np.int64)
         if self.bucket_of.ndim != 1:
             raise ValueError("bucket_of must be one bucket id per image")
@@ -49,21 +94,26 @@ class BatchPlan:
         missing = [int(b) for b in present if int(b) not in sizes]
         if missing:
             raise ValueError(f"no batch size for bucket(s) {missing}")
-        bad = {b: s for b, s in sizes.items() if int(s) < 1}
+        bad = {b: s for b, s in sizes.items() if int(s) < 0}
         if bad:
-            raise ValueError(f"batch sizes must be at least 1: {bad}")
+            raise ValueError(f"batch sizes must be at least 1 (0: bucket not scheduled): {bad}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError("need 0 <= rank < world_size")
+        if last not in LAST_POLICIES:
+            raise ValueError(f"last must be one of {', '.join(LAST_POLICIES)} (got {last!r})")
+        self.last = "drop" if drop_last else last
         self.batch_sizes = {int(b): int(s) for b, s in sizes.items()}
         self.seed, self.shuffle, self.drop_last = int(seed), bool(shuffle), bool(drop_last)
         self.rank, self.world_size = int(rank), int(world_size)
         self.paths = list(paths) if paths is not None else None
         self.padded_shapes = dict(padded_shapes or {})
+        self.image_root, self.image_rule = image_root, image_rule
         self.epoch = 0
         # Members of each bucket, in PLAN.csv order (stable): the unshuffled layout.
         order = np.argsort(self.bucket_of, kind="stable")
         ids, starts = np.unique(self.bucket_of[order], return_index=True)
         self._members = {int(b): order[s:e] for b, s, e in zip(ids, starts, np.append(starts[1:], order.size))}
+        self.unscheduled = int(sum(m.size for b, m in self._members.items() if self.batch_sizes[b] == 0))
 
     # --- loading ------------------------------------------------------------------------------------------------
 
@@ -80,7 +130,7 @@ class BatchPlan:
             meta = json.load(fh)
         sizes = {int(b["id"]): int(b["batch_size"]) for b in meta["buckets"]}
         shapes = {int(b["id"]): (int(b["padded_height"]), int(b["padded_width"])) for b in meta["buckets"]}
-        with open(csv_path, encoding="utf-8", newline="") as fh:
+        with open(csv_path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
             reader = csv.DictReader(fh)
             buckets, paths = [], []
             for row in reader:
@@ -90,8 +140,14 @@ class BatchPlan:
         if expected is not None and expected != len(buckets):
             raise ValueError(f"{csv_path} has {len(buckets)} rows but {json_path} describes {expected}: "
                              "the two files are from different runs; rerun methbuild buckets")
-        kwargs.setdefault("seed", int(meta.get("settings", {}).get("seed", 0)))
-        return cls(buckets, sizes, paths=paths, padded_shapes=shapes, **kwargs)
+        settings = meta.get("settings", {})
+        kwargs.setdefault("seed", int(settings.get("seed", 0)))
+        if not kwargs.get("drop_last"):
+            kwargs.setdefault("last", settings.get("last", "short"))
+        if "world_size" not in kwargs and int(settings.get("world_size", 1)) > 1 and "rank" in kwargs:
+            kwargs["world_size"] = int(settings["world_size"])
+        return cls(buckets, sizes, paths=paths, padded_shapes=shapes, image_root=meta.get("image_root"),
+                   image_rule=meta.get("image_rule", "folder"), **kwargs)
 
     # --- the sampler protocol -----------------------------------------------------------------------------------
 
@@ -99,36 +155,56 @@ class BatchPlan:
         """Choose the epoch whose order the next iteration yields (as PyTorch's samplers)."""
         self.epoch = int(epoch)
 
-    def batches(self, epoch: int | None = None) -> list[tuple[int, np.ndarray]]:
-        """The epoch's batches as ``(bucket id, indices)``, in order, for this rank."""
+    def rounds(self, world_size: int | None = None, epoch: int | None = None) -> list[tuple[int, list[np.ndarray]]]:
+        """The epoch's shared schedule: ``(bucket, [one batch per rank])`` per round, in order."""
+        w = self.world_size if world_size is None else int(world_size)
+        if w < 1:
+            raise ValueError("world_size must be at least 1")
         e = self.epoch if epoch is None else int(epoch)
         rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(SPAWN_KEY, e)))
-        out: list[tuple[int, np.ndarray]] = []
+        out: list[tuple[int, list[np.ndarray]]] = []
         for b in sorted(self._members):
             members = self._members[b]
             if self.shuffle:
                 members = members[rng.permutation(members.size)]
-            size = self.batch_sizes[b]
-            for s in range(0, members.size, size):
-                chunk = members[s:s + size]
-                if self.drop_last and chunk.size < size:
-                    continue
-                out.append((b, chunk))
+            out += [(b, r) for r in cut_rounds(members, self.batch_sizes[b], w, self.last)]
         if self.shuffle:
             out = [out[i] for i in rng.permutation(len(out))]
-        return out[self.rank::self.world_size]
+        return out
+
+    def for_rank(self, rank: int, world_size: int, epoch: int) -> list[list[int]]:
+        """Rank ``rank``'s batches of ``epoch`` (row indices), out of ``world_size`` ranks.
+
+        Every rank gets the same number of batches; the same (plan, seed, epoch, world_size) gives the
+        same lists on any machine.
+        """
+        if not 0 <= rank < world_size:
+            raise ValueError("need 0 <= rank < world_size")
+        return [r[rank].tolist() for _, r in self.rounds(world_size, epoch)]
+
+    def batches(self, epoch: int | None = None) -> list[tuple[int, np.ndarray]]:
+        """This rank's batches of the epoch as ``(bucket id, indices)``, in order."""
+        return [(b, r[self.rank]) for b, r in self.rounds(self.world_size, epoch)]
 
     def __iter__(self) -> Iterator[list[int]]:
         for _, idx in self.batches():
             yield idx.tolist()
 
     def __len__(self) -> int:
-        n = 0
-        for b, members in self._members.items():
-            size = self.batch_sizes[b]
-            n += members.size // size if self.drop_last else -(-members.size // size)
-        # this rank's share of the round-robin split
-        return n // self.world_size + (1 if self.rank < n % self.world_size else 0)
+        """Batches per epoch for each rank (the same on every rank)."""
+        return sum(bucket_rounds(m.size, self.batch_sizes[b], self.world_size, self.last)
+                   for b, m in self._members.items())
+
+    def image_file(self, i: int):
+        """The file of row ``i``: relative to the input folder, or a manifest's file value resolved as a MetH CSV's
+        ``Image file`` (bare ``436018.jpg`` → ``<csv folder>/data/436018.jpg``)."""
+        from methbuild.io.meth_csv import resolve_image_file
+
+        if self.paths is None or self.image_root is None:
+            raise ValueError("this plan records no image root (a manifest without a file column)")
+        if self.image_rule == "manifest":
+            return resolve_image_file(self.image_root, self.paths[i])
+        return Path(self.image_root) / self.paths[i]
 
     def padded_shape(self, bucket: int) -> tuple[int, int]:
         """(height, width) every image of ``bucket`` is padded to (plans loaded from files)."""

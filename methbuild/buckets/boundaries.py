@@ -29,6 +29,8 @@ import numpy as np
 
 MAX_SWEEPS = 200
 POLISH_EVALUATIONS = 120  # two-level evaluations the super-bucket polish may spend
+POLISH_FULL_BELOW = 200_000  # above this many images the polish budget shrinks in proportion
+TOO_SMALL = 2**62  # the "padding" of a cut with a super-bucket under min_size: never chosen
 POLISH_RESOLUTION = 4096  # finest polish step: 1/4096 of the possible cut positions (1 on small collections)
 
 
@@ -81,6 +83,43 @@ def equal_count(cuts: np.ndarray, n: int, groups: int) -> np.ndarray:
     return out
 
 
+def nearest_cuts(cuts: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Indices into ``cuts`` closest to each of the increasing ``targets`` (positions), kept strictly increasing."""
+    g = len(targets)
+    if g == 0:
+        return np.zeros(0, dtype=np.int64)
+    idx = np.searchsorted(cuts, targets)
+    lo = np.clip(idx - 1, 0, len(cuts) - 1)
+    hi = np.clip(idx, 0, len(cuts) - 1)
+    out = np.where(np.abs(cuts[hi] - targets) < np.abs(cuts[lo] - targets), hi, lo).astype(np.int64)
+    for k in range(g):
+        out[k] = max(out[k], out[k - 1] + 1 if k else 0)
+        out[k] = min(out[k], len(cuts) - g + k)
+    return out
+
+
+def geometric_tail(px: np.ndarray, cuts: np.ndarray, groups: int) -> np.ndarray:
+    """Super-bucket boundaries (indices into ``cuts``): equal-count up to the median pixel count, then thresholds
+    in geometric progression from the median to the largest image.
+
+    Pixel counts of photographed collections have a long upper tail (Met originals: median 6.1 MP,
+    max 66.6 MP); equal-count cuts put that whole tail in one super-bucket padded to its largest image.
+    Geometric cuts give each tail super-bucket the same max/min ratio instead. ``px`` is sorted.
+    """
+    n = px.size
+    if groups <= 1 or n < 2:
+        return np.zeros(0, dtype=np.int64)
+    low = groups // 2  # groups below the median
+    targets = [i * n / groups for i in range(1, low)] + [n / 2]
+    med, top = float(px[n // 2]), float(px[-1])
+    high = groups - low
+    if top > med > 0:
+        thresholds = med * (top / med) ** (np.arange(1, high) / high)
+        targets += np.searchsorted(px, thresholds).astype(float).tolist()
+    targets = np.maximum.accumulate(np.asarray(targets[:groups - 1], dtype=float))
+    return nearest_cuts(cuts, targets)
+
+
 @dataclass
 class Partition:
     """Boundaries of one 1-D cut: ``starts`` of each group in key order, and the total padding."""
@@ -91,11 +130,15 @@ class Partition:
 
 
 class _Cost:
-    """Padding of groups of a key-sorted collection; evaluates a boundary's every position at once."""
+    """Padding of groups of a key-sorted collection; evaluates a boundary's every position at once.
 
-    def __init__(self, w: np.ndarray, h: np.ndarray, cuts: np.ndarray):
+    ``min_size``: no group may hold fewer images (a boundary only moves where both its groups keep that many).
+    """
+
+    def __init__(self, w: np.ndarray, h: np.ndarray, cuts: np.ndarray, min_size: int = 1):
         self.w, self.h, self.cuts = w, h, cuts
         self.n = w.size
+        self.min_size = max(1, int(min_size))
         self.area = np.concatenate([[0], np.cumsum(w * h)]).astype(np.int64)
 
     def total(self, bounds: np.ndarray) -> int:
@@ -105,6 +148,12 @@ class _Cost:
     def best_between(self, a: int, c: int, lo: int, hi: int) -> tuple[int, int]:
         """Best boundary index j in cuts[lo:hi] splitting positions [a, c); returns (j, padding of both groups)."""
         p = self.cuts[lo:hi]
+        if self.min_size > 1:  # both groups keep at least min_size images
+            keep = (p - a >= self.min_size) & (c - p >= self.min_size)
+            if not keep.any():
+                return -1, 0
+            idx = np.flatnonzero(keep)
+            lo, hi, p = lo + int(idx[0]), lo + int(idx[-1]) + 1, p[idx[0]:idx[-1] + 1]
         w, h = self.w[a:c], self.h[a:c]
         fw, fh = np.maximum.accumulate(w), np.maximum.accumulate(h)
         bw, bh = np.maximum.accumulate(w[::-1])[::-1], np.maximum.accumulate(h[::-1])[::-1]
@@ -130,7 +179,7 @@ class _Cost:
                 a = int(self.cuts[bounds[i - 1]]) if i else 0
                 c = int(self.cuts[bounds[i + 1]]) if i + 1 < g else self.n
                 j, cost = self.best_between(a, c, int(lo), int(hi))
-                if j != bounds[i] and cost < self.pair(a, int(self.cuts[bounds[i]]), c):
+                if j >= 0 and j != bounds[i] and cost < self.pair(a, int(self.cuts[bounds[i]]), c):
                     bounds[i] = j
                     moved = True
             if not moved:
@@ -139,12 +188,15 @@ class _Cost:
 
 
 def partition(w: np.ndarray, h: np.ndarray, key: np.ndarray, groups: int, *, optimise: bool = True,
-              seed: int = 0, spawn_key: tuple[int, ...] = (), restarts: int = 4) -> Partition:
+              seed: int = 0, spawn_key: tuple[int, ...] = (), restarts: int = 4, min_size: int = 1) -> Partition:
     """Cut a collection (``w``, ``h``, ``key`` already sorted by ``key``) into at most ``groups`` groups.
 
     Fewer groups result when the key has fewer distinct values. With ``optimise=False`` the
     equal-count boundaries are returned; otherwise the B2B descent from them, then ``restarts``
     descents from seeded random boundaries (``SeedSequence(seed, spawn_key=spawn_key)``), best kept.
+    With ``min_size`` > 1 the number of groups is capped at ``n // min_size`` and the descent keeps every
+    group at ``min_size`` images or more (when the equal-count start does; random starts that do not are
+    discarded).
     """
     w = np.asarray(w, dtype=np.int64)
     h = np.asarray(h, dtype=np.int64)
@@ -152,8 +204,8 @@ def partition(w: np.ndarray, h: np.ndarray, key: np.ndarray, groups: int, *, opt
     if n == 0:
         return Partition(np.zeros(1, dtype=np.int64), 0, 0)
     cuts = cut_positions(np.asarray(key))
-    groups = max(1, min(groups, len(cuts) + 1))
-    cost = _Cost(w, h, cuts)
+    groups = max(1, min(groups, len(cuts) + 1, n // max(1, min_size)))
+    cost = _Cost(w, h, cuts, min_size)
     start = equal_count(cuts, n, groups)
     start_padding = best_padding = cost.total(start)
     best = start
@@ -164,12 +216,20 @@ def partition(w: np.ndarray, h: np.ndarray, key: np.ndarray, groups: int, *, opt
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(spawn_key)))
             for _ in range(restarts):
                 trial = np.sort(rng.choice(len(cuts), size=groups - 1, replace=False)).astype(np.int64)
+                if min_size > 1 and _smallest(cuts, trial, n) < min_size:
+                    continue
                 trial = cost.descend(trial)
                 p = cost.total(trial)
                 if p < best_padding:
                     best, best_padding = trial, p
     starts = np.concatenate([[0], cuts[best]]).astype(np.int64)
     return Partition(starts, best_padding, start_padding)
+
+
+def _smallest(cuts: np.ndarray, bounds: np.ndarray, n: int) -> int:
+    """Size of the smallest group of the boundaries ``bounds`` (indices into ``cuts``)."""
+    edges = np.concatenate([[0], cuts[bounds], [n]])
+    return int(np.diff(edges).min())
 
 
 # --- two levels: super-buckets by pixel count, buckets by aspect ratio -------------------------------------------
@@ -191,6 +251,8 @@ class Bucketing:
     padding_equal_count: int  # of equal-count boundaries at both levels
     method: str = "b2b"
     notes: list[str] = field(default_factory=list)
+    # per super-bucket: (its images in aspect order, start of each of its buckets in that order)
+    layout: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
     @property
     def n_buckets(self) -> int:
@@ -199,6 +261,11 @@ class Bucketing:
 
 def pixel_order(w: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Images by pixel count, ties by width then input position (a deterministic total order)."""
+    w = np.asarray(w, dtype=np.int64)
+    h = np.asarray(h, dtype=np.int64)
+    if w.size and int(w.max()) < 2**21 and int(w.max()) * int(h.max()) < 2**41:
+        # one int64 key (pixels, then width) and a stable sort: the same order as the lexsort, ~3× faster
+        return np.argsort((w * h) << 21 | w, kind="stable")
     return np.lexsort((np.arange(w.size), w, w * h))
 
 
@@ -207,21 +274,29 @@ def aspect_key(w: np.ndarray, h: np.ndarray) -> np.ndarray:
     return w.astype(np.float64) / h.astype(np.float64)
 
 
-def _inner(w: np.ndarray, h: np.ndarray, m: int, optimise: bool, seed: int, sb: int, restarts: int):
-    """Aspect-ratio cut of one super-bucket: (order within it, Partition)."""
+def _inner(w: np.ndarray, h: np.ndarray, m: int, optimise: bool, seed: int, sb: int, restarts: int,
+           min_size: int = 1, order: np.ndarray | None = None):
+    """Aspect-ratio cut of one super-bucket: (order within it, Partition).
+
+    ``order``: the super-bucket's images by aspect ratio, if the caller has it (see :func:`bucketize`).
+    """
     ar = aspect_key(w, h)
-    # Stable: ties in w/h keep the pixel order of the super-bucket (a deterministic total order).
-    order = np.argsort(ar, kind="stable")
+    if order is None:
+        # Stable: ties in w/h keep the pixel order of the super-bucket (a deterministic total order).
+        order = np.argsort(ar, kind="stable")
     part = partition(w[order], h[order], ar[order], m, optimise=optimise, seed=seed, spawn_key=(8, 1, sb),
-                     restarts=restarts)
+                     restarts=restarts, min_size=min_size)
     return order, part
 
 
 def bucketize(w, h, superbuckets: int, buckets: int, *, method: str = "b2b", seed: int = 0,
-              restarts: int = 4, polish: int = POLISH_EVALUATIONS) -> Bucketing:
+              restarts: int = 4, polish: int = POLISH_EVALUATIONS, min_size: int = 1) -> Bucketing:
     """Cut images of sizes ``w × h`` into ``superbuckets`` × ``buckets`` groups (see the module notes).
 
     ``method`` is ``"b2b"`` (the heuristic) or ``"equal"`` (equal-count boundaries at both levels).
+    ``min_size`` > 1: the heuristic keeps every super-bucket and bucket at that many images or more
+    where it can (fewer buckets are made in a super-bucket too small for ``buckets`` of them); the
+    equal-count baseline ignores it.
     """
     if superbuckets < 1 or buckets < 1:
         raise ValueError("the numbers of super-buckets and buckets must be at least 1")
@@ -247,12 +322,21 @@ def bucketize(w, h, superbuckets: int, buckets: int, *, method: str = "b2b", see
 
     cache: dict[tuple[int, int, bool, int], int] = {}  # paddings only: the polish evaluates many cuts
 
+    # Every super-bucket is a run [a, b) of the pixel order; its aspect order (stable: ties by pixel position) is
+    # the positions of that run taken from one global aspect order, an O(n) filter instead of a sort per run.
+    by_aspect = np.lexsort((np.arange(n), aspect_key(ws, hs))) if buckets > 1 else None
+
     def inner(a: int, b: int, optimise: bool, rs: int):
         """Aspect cut of the super-bucket of sorted positions [a, b): (order within it, Partition)."""
-        return _inner(ws[a:b], hs[a:b], buckets, optimise, seed, a, rs)
+        sub = None
+        if by_aspect is not None:
+            sub = by_aspect[(by_aspect >= a) & (by_aspect < b)] - a
+        return _inner(ws[a:b], hs[a:b], buckets, optimise, seed, a, rs, min_size if optimise else 1, sub)
 
     def total(bounds: np.ndarray, optimise: bool, rs: int) -> int:
         edges = [0, *(int(cuts[j]) for j in bounds), n]
+        if optimise and min_size > 1 and min(b - a for a, b in zip(edges, edges[1:])) < min_size:
+            return TOO_SMALL
         out = 0
         for a, b in zip(edges, edges[1:]):
             key = (a, b, optimise, rs)
@@ -267,11 +351,43 @@ def bucketize(w, h, superbuckets: int, buckets: int, *, method: str = "b2b", see
         chosen = eq
         final_opt = method == "b2b"
     else:
-        cost = _Cost(ws, hs, cuts)
+        cost = _Cost(ws, hs, cuts, min_size)
         first = cost.descend(eq)  # the paper's first step: super-buckets on their own padding
         cands = [(total(eq, True, 0), 1, eq), (total(first, True, 0), 0, first)]
+        if len(cuts) + 1 > k:  # a geometric tail start (never chosen unless it pads less)
+            geo = geometric_tail(px, cuts, k)
+            if len(geo) == k - 1:
+                geo_first = cost.descend(geo)
+                cands += [(total(geo, True, 0), 3, geo), (total(geo_first, True, 0), 2, geo_first)]
         score, _, chosen = min(cands, key=lambda t: (t[0], t[1]))
-        chosen, _ = _polish(chosen, score, cuts, lambda b: total(b, True, 0), polish)
+        if n <= POLISH_FULL_BELOW:
+            chosen, score = _polish(chosen, score, cuts, lambda b: total(b, True, 0), polish)
+        elif score < TOO_SMALL:
+            # A million images: each evaluation re-cuts two super-buckets of ~n/K images. Polish on every
+            # stride-th image of the pixel order instead, then keep the result only if the full two-level
+            # padding confirms it is lower (so the guarantee holds on the full collection).
+            stride = -(-n // POLISH_FULL_BELOW)
+            sample_cache: dict[tuple[int, int], int] = {}
+
+            def approx(bounds: np.ndarray) -> int:
+                edges = [0, *(int(cuts[j]) for j in bounds), n]
+                if min_size > 1 and min(b - a for a, b in zip(edges, edges[1:])) < min_size:
+                    return TOO_SMALL
+                out = 0
+                for a, b in zip(edges, edges[1:]):
+                    if (a, b) not in sample_cache:
+                        sample_cache[(a, b)] = _inner(ws[a:b:stride], hs[a:b:stride], buckets, True, seed, a, 0,
+                                                      max(1, min_size // stride))[1].padding
+                    out += sample_cache[(a, b)]
+                return out
+
+            polished, _ = _polish(chosen, approx(chosen), cuts, approx, polish)
+            if not np.array_equal(polished, chosen):
+                full = total(polished, True, 0)
+                if full < score:
+                    chosen, score = polished, full
+        if score >= TOO_SMALL:  # neither start keeps every super-bucket at min_size: take the equal-count cut
+            chosen = eq
         final_opt = True
     edges = [0, *(int(cuts[j]) for j in chosen), n]
 
@@ -280,6 +396,7 @@ def bucketize(w, h, superbuckets: int, buckets: int, *, method: str = "b2b", see
     aspect_bounds: list[list[float]] = []
     bucket_super: list[int] = []
     padding = 0
+    layout = []
     for s in range(len(edges) - 1):
         a, b = edges[s], edges[s + 1]
         idx = order[a:b]
@@ -287,18 +404,19 @@ def bucketize(w, h, superbuckets: int, buckets: int, *, method: str = "b2b", see
         sub_order, part = inner(a, b, final_opt, restarts if final_opt else 0)
         padding += part.padding
         super_of[idx] = s
+        layout.append((idx[sub_order], part.starts.copy()))
         ar_sorted = aspect_key(ws[a:b][sub_order], hs[a:b][sub_order])
         aspect_bounds.append([float(ar_sorted[p]) for p in part.starts[1:]])
         ends = np.append(part.starts[1:], b - a)
         for p0, p1 in zip(part.starts, ends):
             bucket_of[idx[sub_order[p0:p1]]] = len(bucket_super)
             bucket_super.append(s)
-        if len(part.starts) < buckets:
+        if len(part.starts) < buckets and not (min_size > 1 and len(part.starts) == (b - a) // min_size):
             notes.append(f"super-bucket {s}: only {len(part.starts)} distinct aspect ratio(s), "
                          f"{len(part.starts)} bucket(s) instead of {buckets}")
     pixel_bounds = [int(px[int(cuts[j])]) for j in chosen]
     return Bucketing(super_of, bucket_of, pixel_bounds, aspect_bounds, bucket_super, padding, padding_equal,
-                     method, notes)
+                     method, notes, layout)
 
 
 def _polish(bounds: np.ndarray, score: int, cuts: np.ndarray, evaluate, budget: int) -> tuple[np.ndarray, int]:

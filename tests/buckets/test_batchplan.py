@@ -53,23 +53,63 @@ def test_no_shuffle_and_drop_last():
     assert list(plan) == [[0, 1]] and len(plan) == 1
 
 
-def test_ranks_split_an_epoch_exactly():
+@pytest.mark.parametrize("world", [1, 2, 8])
+@pytest.mark.parametrize("last", ["short", "pad", "drop"])
+def test_per_rank_schedule(world, last):
+    """Every rank the same number of batches, no mixed buckets, disjoint coverage, deterministic; one round = one
+    bucket on every rank."""
+    bucket_of, sizes, plan = _plan(seed=1, last=last)
+    plan.set_epoch(2)
+    ranks = [plan.for_rank(r, world, 2) for r in range(world)]
+    assert len({len(x) for x in ranks}) == 1 and len(ranks[0]) > 0
+    assert len(ranks[0]) == len(BatchPlan(bucket_of, sizes, last=last, rank=0, world_size=world))
+    for step in zip(*ranks):  # at each step all ranks work on one bucket (one padded shape)
+        assert len({int(bucket_of[b[0]]) for b in step}) == 1
+    flat = [i for x in ranks for b in x for i in b]
+    for x in ranks:
+        for b in x:
+            assert len(set(bucket_of[b].tolist())) == 1 and 1 <= len(b) <= sizes[int(bucket_of[b[0]])]
+            if last in ("pad", "drop"):
+                assert len(b) == sizes[int(bucket_of[b[0]])]
+    counts = np.bincount(flat, minlength=len(bucket_of))
+    if last == "short":
+        # bucket 1 has batch size 1: only its remainder may repeat (so that no batch is empty)
+        assert (counts[bucket_of != 1] == 1).all() and (counts >= 1).all()
+        assert counts[bucket_of == 1].sum() - (bucket_of == 1).sum() < world
+    elif last == "pad":
+        assert counts.min() >= 1
+        for b, size in sizes.items():  # at most twice where the bucket fills a round
+            if (bucket_of == b).sum() >= size * world:
+                assert counts[bucket_of == b].max() <= 2
+    else:
+        assert counts.max() <= 1
+        for b, size in sizes.items():  # drop: only less than one round of each bucket sits out
+            assert ((counts == 0) & (bucket_of == b)).sum() < size * world
+    # deterministic: a fresh object (another machine) gives the same lists; another epoch does not
+    again = BatchPlan(bucket_of, sizes, seed=1, last=last)
+    assert [again.for_rank(r, world, 2) for r in range(world)] == ranks
+    assert again.for_rank(0, world, 3) != ranks[0]
+
+
+def test_rank_iteration_matches_for_rank():
     bucket_of, sizes, _ = _plan()
-    parts = [BatchPlan(bucket_of, sizes, seed=1, rank=r, world_size=3) for r in range(3)]
-    for p in parts:
-        p.set_epoch(2)
-    flat = np.concatenate([np.asarray(b) for p in parts for b in p])
-    assert np.sort(flat).tolist() == list(range(len(bucket_of)))
-    assert sum(len(p) for p in parts) == len(BatchPlan(bucket_of, sizes))
+    plans = [BatchPlan(bucket_of, sizes, seed=4, rank=r, world_size=2) for r in range(2)]
+    for r, p in enumerate(plans):
+        p.set_epoch(5)
+        assert list(p) == p.for_rank(r, 2, 5) and len(p) == len(list(p))
 
 
-def test_bad_arguments():
+def test_unscheduled_bucket_and_bad_arguments():
+    plan = BatchPlan([0, 0, 1], {0: 1, 1: 0})
+    assert plan.unscheduled == 1 and sorted(i for b in plan for i in b) == [0, 1]
     with pytest.raises(ValueError, match="no batch size"):
         BatchPlan([0, 1], {0: 2})
     with pytest.raises(ValueError, match="at least 1"):
-        BatchPlan([0], {0: 0})
+        BatchPlan([0], {0: -1})
     with pytest.raises(ValueError):
         BatchPlan([0], {0: 1}, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="last"):
+        BatchPlan([0], {0: 1}, last="sometimes")
 
 
 def test_load_from_plan_files(tmp_path):

@@ -149,3 +149,18 @@ def test_bad_counts(k, m):
 def test_zero_sizes_are_refused():
     with pytest.raises(ValueError, match="positive"):
         bucketize([10, 0], [10, 10], 1, 1)
+
+
+def test_geometric_tail_cuts():
+    from methbuild.buckets.boundaries import geometric_tail
+
+    px = np.sort(np.exp(np.random.default_rng(0).normal(np.log(6e6), 0.9, 20_000))).astype(np.int64)
+    cuts = cut_positions(px)
+    b = geometric_tail(px, cuts, 6)
+    assert len(b) == 5 and (np.diff(b) > 0).all()
+    thresholds = px[cuts[b]].astype(float)
+    med, top = float(px[px.size // 2]), float(px[-1])
+    assert abs(cuts[b][2] - px.size / 2) <= 1  # equal-count up to the median
+    # above it, equal ratios between thresholds (to the rounding of the nearest cut)
+    ratios = np.diff(np.log(np.r_[thresholds[2:], top]))
+    assert np.allclose(ratios, np.log(top / med) / 3, rtol=0.02)
