@@ -209,6 +209,24 @@ def _validate(opts: Options) -> None:
         raise UserError("--max-pixels must be at least 1")
 
 
+def _read_json(path: Path) -> dict:
+    """A JSON object from ``path``; an empty dict when it is missing, unreadable, or not an object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _summary_check(summary: dict) -> str:
+    """sha256 of ``downsample.json`` without its ``check``: a summary that was edited is not trusted as
+    proof that the output is complete (the set is rebuilt)."""
+    import hashlib
+
+    body = {k: v for k, v in summary.items() if k not in ("check", "already_complete")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def _gb(n: float) -> str:
     return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.2f} MB"
 
@@ -360,21 +378,22 @@ def _build_locked(opts: Options, source: Source, out: Path, t0: float) -> dict:
     # A previous run with the same config and the same files: nothing to do.
     n_total = len(source.train) + (len(source.val) if source.val else 0)
     chunk_size = opts.chunk_size or default_chunk_size(n_total, workers)
-    if work_dir.exists() and cfg_path.exists():  # resuming keeps the chunking of the first run
-        with contextlib.suppress(ValueError, KeyError, OSError):
-            chunk_size = opts.chunk_size or int(json.loads(cfg_path.read_text())["chunk_size"])
+    if work_dir.exists() and cfg_path.exists() and not opts.chunk_size:  # resuming keeps the first run's chunking
+        old_chunk = _read_json(cfg_path).get("chunk_size")
+        if type(old_chunk) is int and old_chunk >= 1:  # anything else: a damaged config, the run starts over
+            chunk_size = old_chunk
     cfg = _config(opts, source, chunk_size)
     names = all_file_names(opts.fmt) if source.val is not None else [file_name(s, opts.fmt) for s in TRAIN_STEMS]
     summary_path = out / SUMMARY
     if summary_path.exists() and not work_dir.exists():
-        with contextlib.suppress(ValueError, OSError):
-            old = json.loads(summary_path.read_text())
-            same = {k: v for k, v in old.get("config", {}).items() if k != "chunk_size"} == \
-                   {k: v for k, v in cfg.items() if k != "chunk_size"}
-            if (same and old.get("format") == opts.fmt and all((out / f).exists() for f in names)
-                    and sum((out / f).stat().st_size for f in names) == old.get("bytes")):
-                old["already_complete"] = True
-                return old
+        old = _read_json(summary_path)
+        if (old.get("check") == _summary_check(old) and isinstance(old.get("config"), dict)
+                and {k: v for k, v in old["config"].items() if k != "chunk_size"}
+                == {k: v for k, v in cfg.items() if k != "chunk_size"}
+                and old.get("format") == opts.fmt and all((out / f).is_file() for f in names)
+                and sum((out / f).stat().st_size for f in names) == old.get("bytes")):
+            old["already_complete"] = True
+            return old
     if summary_path.exists():
         summary_path.unlink()  # from another config: stale until this run ends
 
@@ -458,6 +477,7 @@ def _build_locked(opts: Options, source: Source, out: Path, t0: float) -> dict:
         "worker_cpu_seconds": round(sum(st.cpu_seconds for st in states), 3),
         "bytes": sum((out / f).stat().st_size for f in names),
     }
+    summary["check"] = _summary_check(summary)
     atomic_write_text(summary_path, json.dumps(summary, indent=1))
     shutil.rmtree(work_dir)
     summary["already_complete"] = False

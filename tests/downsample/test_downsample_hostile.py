@@ -110,15 +110,24 @@ def test_second_run_on_the_same_folder_exits_2_naming_the_holder(small_tree, tmp
 # --------------------------------------------------------------------------- tampered output
 
 
-def test_truncated_batch_of_a_finished_set_is_rebuilt(small_tree, tmp_path):
+def test_truncated_batch_or_edited_summary_of_a_finished_set_is_rebuilt(small_tree, tmp_path):
     out, clean = tmp_path / "out", tmp_path / "clean"
     for d in (out, clean):
         assert run_cli("downsample", small_tree, "--size", "16", "--out", d, "--workers", "1", "--quiet").returncode == 0
+    args = ("downsample", small_tree, "--size", "16", "--out", out, "--workers", "1", "--quiet")
     batch = out / "train_data_batch_3"
     batch.write_bytes(batch.read_bytes()[:-100])
-    proc = run_cli("downsample", small_tree, "--size", "16", "--out", out, "--workers", "1", "--quiet")
+    proc = run_cli(*args)
     assert proc.returncode == 0 and "already complete" not in proc.stdout, proc.stdout
     _same_batches(out, clean)
+    # a summary that was edited, or is not a summary at all, proves nothing: the set is rebuilt
+    for text in (json.dumps({**_summary(out), "classes": 999}), "[1, 2]", '{"config": 5}'):
+        (out / "downsample.json").write_text(text)
+        proc = run_cli(*args)
+        assert proc.returncode == 0 and "already complete" not in proc.stdout, (proc.stdout, proc.stderr)
+        assert _summary(out)["classes"] == 3
+    _same_batches(out, clean)
+    assert "already complete" in run_cli(*args).stdout
 
 
 # --------------------------------------------------------------------------- full disk, then a tampered work folder
