@@ -21,13 +21,13 @@ encoding overlap. The HR original is never re-encoded.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import errno
 import hashlib
 import math
 import os
 import time
 from collections.abc import Sequence
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -465,10 +465,8 @@ def _open_header(pyvips, source: str):
         try:
             if not os.path.exists(f"/proc/self/fd/{fd}"):
                 raise ValueError("the file name is not UTF-8, which libvips cannot open on this system")
-            image = pyvips.Image.new_from_file(f"/proc/self/fd/{fd}", access="sequential", fail_on="error")
-            image.get("width")
-            # libvips reopens the path itself when it reads pixels: keep it valid while the image lives
-            return image, fd
+            # libvips may reopen the path when it reads pixels: the descriptor stays open while the image lives
+            return pyvips.Image.new_from_file(f"/proc/self/fd/{fd}", access="sequential", fail_on="error"), fd
         except BaseException:
             os.close(fd)
             raise

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from methbuild.io.imageinfo import DEFAULT_MAX_PIXELS  # the crawler's limit; re-exported for the CLI
+
 METHODS: dict[str, Image.Resampling] = {
     "box": Image.Resampling.BOX,
     "nearest": Image.Resampling.NEAREST,
@@ -30,7 +32,6 @@ METHODS: dict[str, Image.Resampling] = {
 }
 SIZES = (16, 32, 64)
 DEFAULT_DRAFT = 2
-DEFAULT_MAX_PIXELS = 300_000_000  # as methbuild.io.imageinfo.DEFAULT_MAX_PIXELS (workers do not import methbuild.io)
 
 
 def square(path: str, size: int, method: str, exact: bool = False, draft: int = DEFAULT_DRAFT,

@@ -69,6 +69,13 @@ def test_pixel_bomb_is_a_failed_row_checked_before_any_allocation(tmp_path):
     assert not (out / "X2" / "bomb.png").exists()
 
 
+def test_default_pixel_limit_is_the_crawlers():
+    from methbuild.io.imageinfo import DEFAULT_MAX_PIXELS
+    from methbuild.met.crawl import DEFAULT_PIXEL_LIMIT
+
+    assert DEFAULT_MAX_PIXELS == DEFAULT_PIXEL_LIMIT == 300_000_000
+
+
 def test_max_pixels_option(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
