@@ -566,12 +566,23 @@ class LowresReport:
         return self.done + self.skipped + self.failed
 
 
-class LowresFailures(Exception):
+class LowresFailures(UserError):
     """Raised by :func:`build_lowres` (after writing the table) when images failed and ``strict=True``,
-    or when any image failed for a reason of the environment (disk full, I/O error)."""
+    or when any image failed for a reason of the environment (disk full, I/O error).
+
+    A :class:`UserError` with exit status 1: wherever lowres runs (``methbuild lowres``, ``methbuild
+    build`` of MetH-SR) it ends as one line on stderr, never a traceback."""
+
+    exit_code = 1
 
     def __init__(self, report: LowresReport):
-        super().__init__(f"{report.failed} of {report.total} image(s) failed")
+        if report.environment_failures:
+            first = next((reason for _, reason in report.failures), "")
+            message = (f"{report.environment_failures} image(s) failed because of the machine, not the image "
+                       f"(first: {first}); fix it and rerun the same command to resume")
+        else:
+            message = f"{report.failed} of {report.total} image(s) failed; see {report.table}"
+        super().__init__(message)
         self.report = report
 
 

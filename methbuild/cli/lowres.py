@@ -106,10 +106,7 @@ def command(src, out, scales, crop_multiple, workers, max_pixels, strict, quiet)
         report = exc.report
         _summary(report, out)
         if report.environment_failures:
-            first = next(reason for _, reason in report.failures)
-            click.echo(f"methbuild lowres: error: {report.environment_failures} image(s) failed because of the "
-                       f"machine, not the image (first: {first}); fix it and rerun the same command to resume",
-                       err=True)
+            click.echo(f"methbuild lowres: error: {table_text(str(exc))}", err=True)
         raise SystemExit(1) from None
     _summary(report, out)
 
