@@ -70,8 +70,9 @@ def command(src, size, out, method, synsets, fmt, seed, workers, exact, draft, m
         s = build(opts)
     except IncompleteRun as exc:
         raise SystemExit(f"methbuild downsample: {exc}") from None
+    shown = table_text(str(out))  # an output folder whose name is not UTF-8: \xNN escapes on the terminal
     if s.get("already_complete"):
-        click.echo(f"{out}/ is already complete for these options ({SUMMARY}); nothing to do")
+        click.echo(f"{shown}/ is already complete for these options ({SUMMARY}); nothing to do")
     tr = s["splits"]["train"]
     rows = tr["batch_rows"]
     click.echo(f"train: {tr['images']:,} images in 10 batches ({rows[0]:,} × 9 + {rows[-1]:,})"
@@ -88,10 +89,10 @@ def command(src, size, out, method, synsets, fmt, seed, workers, exact, draft, m
     mode = "exact Pillow" if s["config"]["exact"] else f"fast (JPEG draft ≥ {s['config']['draft']}·S)"
     click.echo(f"resize: {s['config']['method']}, {mode}; {s['resize_seconds']} s, {s['images_per_second']} images/s "
                f"on {s['workers']} worker(s)" + (" (resumed)" if s["resumed"] else ""))
-    click.echo(f"written: {out}/ ({len(s['files'])} files, {s['bytes'] / 1e6:,.1f} MB, {SUMMARY})")
+    click.echo(f"written: {shown}/ ({len(s['files'])} files, {s['bytes'] / 1e6:,.1f} MB, {SUMMARY})")
     if s["skipped"]:
         for f in s["skipped"][:20]:
             click.echo(f"skipped: {table_text(f['file'])}: {table_text(f['error'])}", err=True)
         more = len(s["skipped"]) - 20
         click.echo(f"{len(s['skipped'])} unreadable file(s) skipped" + (f" ({more} more)" if more > 0 else "")
-                   + f"; all listed in {out / SUMMARY}", err=True)
+                   + f"; all listed in {shown}/{SUMMARY}", err=True)

@@ -115,8 +115,8 @@ def _summary(report, out: Path) -> None:
     for source, reason in report.failures[:20]:
         click.echo(f"failed: {table_text(source)}: {table_text(reason)}", err=True)
     if len(report.failures) > 20:
-        click.echo(f"... and {len(report.failures) - 20} more failures, see {report.table}", err=True)
+        click.echo(f"... and {len(report.failures) - 20} more failures, see {table_text(str(report.table))}", err=True)
     rate = f", {report.hr_megapixels / report.seconds:.1f} HR MP/s" if report.done and report.seconds else ""
     click.echo(f"lowres: {report.total} images: {report.done} written, {report.skipped} already complete, "
                f"{report.failed} failed; {report.hr_megapixels:.1f} MP decoded in {report.seconds:.1f} s{rate}")
-    click.echo(f"written: {os.path.join(str(out), '')} (X<s>/<stem>.png, lowres.csv)")
+    click.echo(f"written: {table_text(os.path.join(str(out), ''))} (X<s>/<stem>.png, lowres.csv)")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from methbuild.cli._options import SEED, SEED_HELP, scheduler_option
+from methbuild.io.tables import table_text
 
 from methbuild.stats.collect import DEFAULT_SAMPLE, GROUPS, collect
 from methbuild.stats.overlap import OVERLAP_BY
@@ -96,9 +97,9 @@ def command(inputs, names, groups, sample, seed, out, workers, overlap_by, no_fi
                       for r in report.overlap.itertuples()])
     probs = report.problems
     if len(probs):
-        click.echo(f"\n{len(probs):,} problem(s) (all in {out / 'problems.csv'}):")
+        click.echo(f"\n{len(probs):,} problem(s) (all in {table_text(str(out / 'problems.csv'))}):")
         for r in probs.head(MAX_PROBLEMS_SHOWN).itertuples():
             click.echo(f"  {r.input}: {r.path}: {r.problem}")
         if len(probs) > MAX_PROBLEMS_SHOWN:
             click.echo(f"  ... and {len(probs) - MAX_PROBLEMS_SHOWN:,} more")
-    click.echo(f"\nwritten: {', '.join(str(p) for p in report.written)}")
+    click.echo(f"\nwritten: {', '.join(table_text(str(p)) for p in report.written)}")

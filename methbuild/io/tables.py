@@ -41,8 +41,11 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``df`` to ``path`` as CSV or Parquet (by suffix), atomically, without the index."""
     path = Path(path)
     with atomic_path(path) as tmp:
+        # through a Python file object: Arrow cannot open a path that is not UTF-8, Python can
         if path.suffix == ".parquet":
-            df.to_parquet(tmp, index=False)
+            with open(tmp, "wb") as fh:
+                df.to_parquet(fh, index=False)
         else:
-            df.to_csv(tmp, index=False, lineterminator="\n")
+            with open(tmp, "w", encoding="utf-8", newline="") as fh:
+                df.to_csv(fh, index=False, lineterminator="\n")
     return path

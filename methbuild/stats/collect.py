@@ -32,7 +32,7 @@ from methbuild.errors import UserError
 from methbuild.io.atomic import clean_stale_temps, ensure_writable_dir
 from methbuild.io.imageinfo import DEFAULT_MAX_PIXELS
 from methbuild.io.lock import folder_lock
-from methbuild.io.tables import table_texts, write_table
+from methbuild.io.tables import table_text, table_texts, write_table
 from methbuild.stats import figure as figure_mod
 from methbuild.stats.headers import read_chunk
 from methbuild.stats.inputs import (Listing, Manifest, chunk_results_to_table, folder_chunks, is_manifest,
@@ -103,6 +103,7 @@ def resolve_inputs(paths: Sequence[str | os.PathLike], names: Sequence[str] = ()
         else:
             raise UserError(f"input {str(p)!r} is neither a folder nor a .csv/.parquet manifest")
         name = names[k] if names else (p.stem if kind == "manifest" else (p.resolve().name or str(p)))
+        name = table_text(name)  # a folder (or --name) that is not UTF-8: its \xNN-escaped form, as in the tables
         if not name.strip():
             raise UserError(f"input {k + 1} has an empty name; give --name")
         group = groups[k] if groups else default_group(name)

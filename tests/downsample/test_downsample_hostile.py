@@ -73,12 +73,13 @@ def test_pixel_bomb_is_skipped_from_its_header(small_tree, tmp_path):
 # --------------------------------------------------------------------------- non-UTF-8 names
 
 
-def test_non_utf8_file_names_are_read_and_listed_escaped(small_tree, tmp_path):
+def test_non_utf8_file_names_are_read_and_listed_escaped(small_tree, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONIOENCODING", "utf-8:strict")  # a UTF-8 terminal that refuses undecodable bytes
     d = next((small_tree / "train").iterdir())
     raw = os.fsencode(d)
     Image.fromarray(np.full((48, 64, 3), 200, np.uint8)).save(raw + b"/\xff.JPEG", "JPEG")
     (Path(os.fsdecode(raw + b"/\xfe.JPEG"))).write_bytes(b"not an image")
-    out = tmp_path / "out"
+    out = Path(os.fsdecode(os.fsencode(tmp_path) + b"/out\xf0"))  # the output folder's name too
     proc = run_cli("downsample", small_tree, "--size", "16", "--out", out, "--workers", "1", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr

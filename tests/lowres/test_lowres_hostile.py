@@ -94,13 +94,14 @@ def test_max_pixels_option(tmp_path):
 # --------------------------------------------------------------------------- non-UTF-8 names
 
 
-def test_non_utf8_file_name_is_kept_end_to_end(tmp_path):
+def test_non_utf8_file_name_is_kept_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONIOENCODING", "utf-8:strict")  # a UTF-8 terminal that refuses undecodable bytes
     src = tmp_path / "src"
     src.mkdir()
     Image.fromarray(natural(64, 48, seed=1)).save(src / "ok.png")
     odd = os.fsencode(src) + b"/\xff\xfe.png"
     Image.fromarray(natural(64, 48, seed=2)).save(odd)
-    out = tmp_path / "out"
+    out = Path(os.fsdecode(os.fsencode(tmp_path) + b"/out\xf0"))  # the output folder's name too
     proc = run_cli("lowres", src, "--out", out, "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr

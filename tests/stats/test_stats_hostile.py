@@ -40,7 +40,8 @@ def tiff_header(path: Path, w: int, h: int) -> Path:
 
 
 def _images(out: Path) -> pd.DataFrame:
-    return pd.read_parquet(out / "images.parquet").set_index("path")
+    with open(out / "images.parquet", "rb") as fh:  # Arrow cannot open a path that is not UTF-8 itself
+        return pd.read_parquet(fh).set_index("path")
 
 
 def _problems(out: Path) -> dict[str, str]:
@@ -94,15 +95,16 @@ def test_absurd_manifest_sizes_are_listed_problems(tmp_path):
 # --------------------------------------------------------------------------- non-UTF-8 names
 
 
-def test_non_utf8_names_are_kept_escaped(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
+def test_non_utf8_names_are_kept_escaped(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONIOENCODING", "utf-8:strict")  # a UTF-8 terminal that refuses undecodable bytes
+    a, b = tmp_path / "a", Path(os.fsdecode(os.fsencode(tmp_path) + b"/b\xf1"))  # the input's name too
     save(a / "ok.png", 64, 48, "PNG")
     raw = os.fsencode(a)
     save(Path(os.fsdecode(raw + b"/\xff.png")), 40, 30, "PNG")
     save(Path(os.fsdecode(raw + b"/\xfe/x.jpg")), 30, 20, "JPEG")
     Path(os.fsdecode(raw + b"/\xfd.txt")).write_text("not an image")
     save(b / "ok.png", 64, 48, "PNG")
-    out = tmp_path / "out"
+    out = Path(os.fsdecode(os.fsencode(tmp_path) + b"/out\xf0"))  # the output folder's name too
     for by in ("id", "sha256"):  # keys are hashed from the names, then from the content
         proc = run_cli("stats", a, b, "--out", out, "--no-figure", "--overlap-by", by)
         assert proc.returncode == 0, proc.stderr
@@ -112,7 +114,8 @@ def test_non_utf8_names_are_kept_escaped(tmp_path):
     assert images.loc["\\xfe/x.jpg", ["width", "height"]].tolist() == [30, 20]
     assert "\\xfd.txt" in _problems(out)
     overlap = pd.read_csv(out / "overlap.csv")
-    assert overlap.loc[overlap.input_1 == "b", "percent"].item() == 100.0  # b's ok.png is a's ok.png
+    assert overlap.loc[overlap.input_1 == "b\\xf1", "percent"].item() == 100.0  # b's ok.png is a's ok.png
+    assert set(pd.read_csv(out / "summary.csv")["input"]) == {"a", "b\\xf1"}
 
 
 # --------------------------------------------------------------------------- options
