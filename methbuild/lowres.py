@@ -21,6 +21,9 @@ encoding overlap. The HR original is never re-encoded.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import errno
+import hashlib
 import math
 import os
 import time
@@ -31,13 +34,19 @@ from pathlib import Path
 from methbuild.errors import UserError
 from methbuild.executor import default_workers, run_tasks
 from methbuild.io.atomic import clean_stale_temps, ensure_writable_dir
+from methbuild.io.imageinfo import DEFAULT_MAX_PIXELS
+from methbuild.io.lock import folder_lock
 from methbuild.io.lowres_png import PngStream, png_size
+from methbuild.io.tables import table_text
 
 SCALES = (2, 4, 8, 16)
 CROP_MULTIPLE = 16
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".jp2", ".j2k", ".gif", ".bmp"}
 CSV_NAME = "lowres.csv"
 IMAGE_FILE_COLUMN = "Image file"
+# OSError numbers that say the machine failed, not the image: a run with any of them exits non-zero.
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM, errno.ENFILE,
+                                errno.EMFILE, errno.ESTALE})
 
 
 # --------------------------------------------------------------------------- one image, in memory
@@ -355,6 +364,8 @@ class LowresTask:
     scales: tuple[int, ...]
     crop_multiple: int
     vips_threads: int
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    rewrite: tuple[int, ...] = ()  # scales to write even if their PNG looks complete (their check in lowres.csv failed)
 
 
 _configured: int | None = None
@@ -441,24 +452,74 @@ def _write_scales(hr, scales: Sequence[int], sizes: dict, task: LowresTask, prof
         raise
 
 
+def _open_header(pyvips, source: str):
+    """The libvips image of ``source``, its header read, no pixel decoded yet.
+
+    libvips takes file names as UTF-8; a name that is not (``b"\\xff.png"``) is opened through
+    ``/proc/self/fd`` (Linux), so such files are processed like any other.
+    """
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:
+        fd = os.open(source, os.O_RDONLY)
+        try:
+            if not os.path.exists(f"/proc/self/fd/{fd}"):
+                raise ValueError("the file name is not UTF-8, which libvips cannot open on this system")
+            # libvips may reopen the path when it reads pixels: the descriptor stays open while the image lives
+            return pyvips.Image.new_from_file(f"/proc/self/fd/{fd}", access="sequential", fail_on="error"), fd
+        except BaseException:
+            os.close(fd)
+            raise
+    return pyvips.Image.new_from_file(source, access="sequential", fail_on="error"), None
+
+
 def make_lowres(task: LowresTask) -> dict:
-    """Write every scale of one HR image (unless already complete); return its ``lowres.csv`` row."""
+    """Write every scale of one HR image (unless already complete); return its ``lowres.csv`` row.
+
+    A bad image raises (the executor turns it into a failed row); a failure of the machine itself
+    (disk full, I/O error, read-only filesystem: :data:`ENVIRONMENT_ERRNOS`) comes back as a failed
+    row marked ``environment``, so the run can exit non-zero for it and not for bad images."""
+    try:
+        return _make_lowres(task)
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        return {"source": task.source, "stem": task.stem, "status": "failed",
+                "error": f"{exc.strerror or exc}{where}", "environment": True}
+
+
+def _make_lowres(task: LowresTask) -> dict:
     pyvips = _configure_vips(task.vips_threads)
     if not os.path.isfile(task.source):
         raise FileNotFoundError(f"no such file: {task.source}")
     source_mtime = os.stat(task.source).st_mtime_ns
     try:
         # Opening reads the header only: sizes, orientation, bands and format are known before decoding.
-        image = pyvips.Image.new_from_file(task.source, access="sequential", fail_on="error")
+        image, fd = _open_header(pyvips, task.source)
     except pyvips.Error as exc:
         raise ValueError(f"not a readable image: {_vips_reason(exc)}") from None
+    try:
+        return _from_header(pyvips, image, task, source_mtime)
+    finally:
+        del image
+        if fd is not None:
+            os.close(fd)
+
+
+def _from_header(pyvips, image, task: LowresTask, source_mtime: int) -> dict:
+    # The pixel limit, from the header, before any buffer exists: a 74-byte PNG may declare 100,000².
+    if image.width * image.height > task.max_pixels:
+        raise ValueError(f"image is {image.width}x{image.height} ({image.width * image.height / 1e6:,.0f} MP), "
+                         f"over the pixel limit of {task.max_pixels / 1e6:,.0f} MP (--max-pixels)")
     hr, notes = prepare(image)
     width, height, bands = hr.width, hr.height, hr.bands  # as a viewer shows it: orientation applied
     box = crop_box(width, height, task.crop_multiple)
     if box[2] == 0 or box[3] == 0:
         raise ValueError(f"image is {hr.width}x{hr.height}, smaller than the crop multiple {task.crop_multiple}")
     sizes = {s: (box[2] // s, box[3] // s) for s in task.scales}
-    todo = [s for s in task.scales if not _is_complete(lr_path(task.out, s, task.stem), sizes[s], source_mtime)]
+    todo = [s for s in task.scales
+            if s in task.rewrite or not _is_complete(lr_path(task.out, s, task.stem), sizes[s], source_mtime)]
     decoded_mp = 0.0
     if todo:
         if any(n.startswith("EXIF orientation") for n in notes):
@@ -486,7 +547,10 @@ def make_lowres(task: LowresTask) -> dict:
 
 @dataclass
 class LowresReport:
-    """What a run did: counts, the failures (source, reason), the table written and the time."""
+    """What a run did: counts, the failures (source, reason), the table written and the time.
+
+    ``environment_failures`` counts the failures of the machine (disk full, I/O error, read-only
+    filesystem), not of an image: a run with any exits non-zero whatever ``strict`` says."""
 
     done: int = 0
     skipped: int = 0
@@ -495,17 +559,30 @@ class LowresReport:
     table: Path | None = None
     seconds: float = 0.0
     hr_megapixels: float = 0.0  # decoded in this run
+    environment_failures: int = 0
 
     @property
     def total(self) -> int:
         return self.done + self.skipped + self.failed
 
 
-class LowresFailures(Exception):
-    """Raised by :func:`build_lowres` with ``strict=True`` when images failed (after writing the table)."""
+class LowresFailures(UserError):
+    """Raised by :func:`build_lowres` (after writing the table) when images failed and ``strict=True``,
+    or when any image failed for a reason of the environment (disk full, I/O error).
+
+    A :class:`UserError` with exit status 1: wherever lowres runs (``methbuild lowres``, ``methbuild
+    build`` of MetH-SR) it ends as one line on stderr, never a traceback."""
+
+    exit_code = 1
 
     def __init__(self, report: LowresReport):
-        super().__init__(f"{report.failed} of {report.total} image(s) failed")
+        if report.environment_failures:
+            first = next((reason for _, reason in report.failures), "")
+            message = (f"{report.environment_failures} image(s) failed because of the machine, not the image "
+                       f"(first: {first}); fix it and rerun the same command to resume")
+        else:
+            message = f"{report.failed} of {report.total} image(s) failed; see {report.table}"
+        super().__init__(message)
         self.report = report
 
 
@@ -514,33 +591,47 @@ def check_stems(sources: Sequence[Path]) -> None:
     seen: dict[str, Path] = {}
     for p in sources:
         if p.stem in seen and seen[p.stem] != p:
-            raise UserError(f"{str(seen[p.stem])!r} and {str(p)!r} share the name {p.stem!r}, "
-                            f"so both would write X<s>/{p.stem}.png; rename one or process them separately")
+            raise UserError(f"{table_text(str(seen[p.stem]))!r} and {table_text(str(p))!r} share the name "
+                            f"{table_text(p.stem)!r}, so both would write X<s>/{table_text(p.stem)}.png; "
+                            "rename one or process them separately")
         seen[p.stem] = p
 
 
 def build_lowres(sources: Sequence[str | os.PathLike], out: str | os.PathLike, *,
                  scales: Sequence[int] = SCALES, crop_multiple: int = CROP_MULTIPLE,
                  workers: int | None = None, strict: bool = False, progress: bool = True,
-                 vips_threads: int | None = None) -> LowresReport:
+                 vips_threads: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> LowresReport:
     """Write ``out/X<s>/<stem>.png`` for every source and scale, and ``out/lowres.csv``.
 
     One task per HR image (decode once, all scales). Images already complete (every LR file
     present, whole and of the expected size) are skipped, so a rerun resumes. An image that
-    cannot be read is a row with ``status=failed`` and its reason, not an exception; with
-    ``strict=True`` :class:`LowresFailures` is raised at the end (the table is written first).
+    cannot be read, or declares more than ``max_pixels`` pixels (checked from its header, before any
+    buffer is allocated), is a row with ``status=failed`` and its reason, not an exception; with
+    ``strict=True`` :class:`LowresFailures` is raised at the end (the table is written first), and
+    always when an image failed because of the environment (disk full, I/O error).
     ``vips_threads`` (default: the CPUs left per worker, so 1 with one worker per CPU) bounds
-    libvips' threads in each worker so workers do not oversubscribe the cores.
+    libvips' threads in each worker so workers do not oversubscribe the cores. One run per ``out``
+    at a time (:func:`methbuild.io.lock.folder_lock`).
     """
     started = time.perf_counter()
     scales = check_scales(scales, crop_multiple)
     if workers is not None and workers < 1:
         raise UserError(f"--workers must be at least 1 (got {workers})")
+    if max_pixels < 1:
+        raise UserError(f"--max-pixels must be at least 1 (got {max_pixels})")
     paths = [Path(p) for p in sources]
     if not paths:
         raise UserError("no images to process")
     check_stems(paths)
     out = ensure_writable_dir(out, "--out folder")
+    with folder_lock(out):
+        return _build_locked(paths, out, scales, crop_multiple, workers, strict, progress, vips_threads, max_pixels,
+                             started)
+
+
+def _build_locked(paths: list[Path], out: Path, scales: tuple[int, ...], crop_multiple: int, workers: int | None,
+                  strict: bool, progress: bool, vips_threads: int | None, max_pixels: int,
+                  started: float) -> LowresReport:
     for s in scales:
         folder = ensure_writable_dir(out / f"X{s}", "output folder")
         clean_stale_temps(folder)
@@ -548,10 +639,20 @@ def build_lowres(sources: Sequence[str | os.PathLike], out: str | os.PathLike, *
     cpus = default_workers()
     workers = min(workers or cpus, len(unique))
     threads = vips_threads or max(1, cpus // workers)
-    tasks = [LowresTask(str(p), p.stem, str(out), scales, crop_multiple, threads) for p in unique]
+    tasks = [LowresTask(str(p), p.stem, str(out), scales, crop_multiple, threads, max_pixels) for p in unique]
     previous = _previous_rows(out / CSV_NAME)
-    kept = {t.source: row for t in tasks if (row := _still_complete(previous.get(t.source), t)) is not None}
-    todo = [t for t in tasks if t.source not in kept]
+    kept, todo = {}, []
+    for t in tasks:
+        old = previous.get(table_text(t.source))
+        row = _still_complete(old, t)
+        if row is not None:
+            kept[t.source] = row
+        elif old and old.get(CHECK_COLUMN) and old.get("status") in ("written", "already complete"):
+            # a finished row whose check no longer agrees: what changed under it (the row or the source: every
+            # scale; else the LR files that did) is not trusted and is written again
+            todo.append(dataclasses.replace(t, rewrite=_failed_checks(old, t)))
+        else:
+            todo.append(t)
     done = run_tasks(make_lowres, todo, workers=min(workers, max(1, len(todo))), desc="lowres", unit="img",
                      progress=progress) if todo else []
     by_source = {t.source: r for t, r in zip(todo, done)}
@@ -563,32 +664,87 @@ def build_lowres(sources: Sequence[str | os.PathLike], out: str | os.PathLike, *
             report.skipped += 1
             continue
         res = by_source[task.source]
-        if res.ok:
+        if res.ok and res.value["status"] != "failed":
             row = dict(res.value)
             report.hr_megapixels += row.pop("decoded_megapixels")
             if row["status"] == "written":
                 report.done += 1
             else:
                 report.skipped += 1
+            row = _with_check(_texts(row), task)
         else:
-            reason = res.error or "unknown error"
-            for expected in ("ValueError: ", "FileNotFoundError: "):  # our own messages: the type adds nothing
-                reason = reason.removeprefix(expected)
-            row = {"source": task.source, "stem": task.stem, "status": "failed", "error": reason}
+            if res.ok:  # a failure of the machine, returned as a value by make_lowres
+                reason = res.value["error"]
+                report.environment_failures += 1
+            else:
+                reason = res.error or "unknown error"
+                for expected in ("ValueError: ", "FileNotFoundError: "):  # our own messages: the type adds nothing
+                    reason = reason.removeprefix(expected)
+            row = _texts({"source": task.source, "stem": task.stem, "status": "failed", "error": reason})
             report.failed += 1
-            report.failures.append((task.source, reason))
+            report.failures.append((row["source"], row["error"]))
         rows.append(row)
     from methbuild.io.tables import write_table  # pandas: only in the parent, never in the workers
 
     report.table = write_table(_table(rows, scales), out / CSV_NAME)
     report.seconds = time.perf_counter() - started
-    if strict and report.failed:
+    if report.environment_failures or (strict and report.failed):
         raise LowresFailures(report)
     return report
 
 
+def _texts(row: dict) -> dict:
+    """The row with every text as valid UTF-8 (a non-UTF-8 file name as ``\\xNN`` escapes): as written."""
+    return {k: table_text(v) if isinstance(v, str) else v for k, v in row.items()}
+
+
+CHECK_COLUMN = "check"
+_CHECKED = ("source", "stem", "width", "height", "bands", "crop_left", "crop_top", "crop_width",
+            "crop_height", "notes")
+
+
+def _row_check(row: dict, task: LowresTask) -> str | None:
+    """``<row>-<X2>-<X4>...``: a digest of a finished row as written to the CSV and of the source's size,
+    then one per scale of that and the LR file's size. A rerun trusts a row only while it still agrees,
+    so an edited or shuffled ``lowres.csv``, a source replaced by another file, or a truncated or replaced
+    LR file is noticed with one ``stat`` per file (never a read); a mismatch in a scale's part only
+    redoes that scale. Sizes, not times: the table of two identical runs is identical.
+    None when the source cannot be read."""
+    h = hashlib.sha256()
+    try:
+        h.update(str(os.stat(task.source).st_size).encode())
+    except OSError:
+        return None
+    for key in (*_CHECKED, *(f"X{s}_{k}" for s in task.scales for k in ("file", "width", "height"))):
+        v = row.get(key, "")
+        h.update(b"\0" + ("" if v is None else str(v)).encode("utf-8", "backslashreplace"))
+    head = h.hexdigest()[:12]
+    parts = [head]
+    for s in task.scales:
+        try:
+            size = os.stat(lr_path(task.out, s, task.stem)).st_size
+        except OSError:
+            size = -1
+        parts.append(hashlib.sha256(f"{head}:{s}:{size}".encode()).hexdigest()[:8])
+    return "-".join(parts)
+
+
+def _failed_checks(old: dict, task: LowresTask) -> tuple[int, ...]:
+    """The scales whose part of ``old``'s check no longer agrees (every scale if the row's own part does not)."""
+    was = str(old.get(CHECK_COLUMN, "")).split("-")
+    now = (_row_check(old, task) or "").split("-")
+    if len(was) != len(task.scales) + 1 or len(now) != len(was) or was[0] != now[0]:
+        return task.scales
+    return tuple(s for s, a, b in zip(task.scales, was[1:], now[1:]) if a != b)
+
+
+def _with_check(row: dict, task: LowresTask) -> dict:
+    row[CHECK_COLUMN] = _row_check(row, task) or ""
+    return row
+
+
 def _previous_rows(path: Path) -> dict[str, dict]:
-    """source -> row of an earlier run's ``lowres.csv`` (empty when there is none or it is unreadable)."""
+    """source (as written) -> row of an earlier run's ``lowres.csv`` (empty when there is none or it is unreadable)."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             return {r["source"]: r for r in csv.DictReader(fh) if r.get("source")}
@@ -598,14 +754,18 @@ def _previous_rows(path: Path) -> dict[str, dict]:
 
 def _still_complete(row: dict | None, task: LowresTask) -> dict | None:
     """The earlier row of a finished image, as this run's row, when nothing about it has changed:
-    same crop rule, every scale's PNG whole, of the recorded size and newer than the source.
-    This lets a rerun over thousands of finished images skip them without opening any source."""
+    same crop rule, its check digest (:func:`_row_check`) still right, every scale's PNG whole, of the
+    recorded size and newer than the source. This lets a rerun over thousands of finished images skip
+    them without opening any source; a row that fails any test is redone (the image's header is read
+    again, and its LR files are rewritten only if they are not whole)."""
     if not row or row.get("status") not in ("written", "already complete"):
         return None
     try:
+        if not row.get(CHECK_COLUMN) or _row_check(row, task) != row[CHECK_COLUMN]:
+            return None
         width, height = int(row["width"]), int(row["height"])
         box = (int(row["crop_left"]), int(row["crop_top"]), int(row["crop_width"]), int(row["crop_height"]))
-        if box != crop_box(width, height, task.crop_multiple) or row.get("stem") != task.stem:
+        if box != crop_box(width, height, task.crop_multiple) or row.get("stem") != table_text(task.stem):
             return None
         source_mtime = os.stat(task.source).st_mtime_ns
         new = {k: row[k] for k in ("source", "stem", "width", "height", "bands", "crop_left", "crop_top",
@@ -617,11 +777,11 @@ def _still_complete(row: dict | None, task: LowresTask) -> dict | None:
                 return None
             if not _is_complete(lr_path(task.out, s, task.stem), size, source_mtime):
                 return None
-            new[f"X{s}_file"], new[f"X{s}_width"], new[f"X{s}_height"] = f"X{s}/{task.stem}.png", *size
+            new[f"X{s}_file"], new[f"X{s}_width"], new[f"X{s}_height"] = f"X{s}/{table_text(task.stem)}.png", *size
     except (KeyError, TypeError, ValueError, OSError):
         return None
     new["error"] = ""
-    return new
+    return _with_check(new, task)
 
 
 def _table(rows: list[dict], scales: tuple[int, ...]):
@@ -631,7 +791,7 @@ def _table(rows: list[dict], scales: tuple[int, ...]):
                "crop_width", "crop_height", "notes"]
     for s in scales:
         columns += [f"X{s}_file", f"X{s}_width", f"X{s}_height"]
-    columns.append("error")
+    columns += ["error", CHECK_COLUMN]
     df = pd.DataFrame(rows, columns=columns)
     ints = [c for c in columns if c.endswith(("width", "height", "left", "top")) or c == "bands"]
     for c in ints:  # failed rows leave them empty, not 0.0; kept rows come from the old CSV as text

@@ -11,6 +11,8 @@ import click
 from methbuild.cli._options import scheduler_option
 
 from methbuild.errors import UserError
+from methbuild.io.imageinfo import DEFAULT_MAX_PIXELS
+from methbuild.io.tables import table_text
 from methbuild.lowres import CROP_MULTIPLE, SCALES, LowresFailures, build_lowres, sources_from
 
 _INT = re.compile(r"^\d+$")
@@ -67,11 +69,18 @@ def _parse_scales(values: tuple[str, ...]) -> tuple[int, ...]:
               help="Crop each HR image (top-left anchored) to multiples of this, so every LR copy is exactly HR/s.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes [default: CPU count]. Each gets CPUs/workers libvips threads.")
+@click.option("--max-pixels", "--pixel-limit", "max_pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS,
+              show_default=True,
+              help="Refuse images declaring more pixels than this (decompression bombs), read from the header before "
+                   "any memory is allocated; such an image is a failed row and the batch goes on. The crawler's "
+                   "limit.")
 @click.option("--strict", is_flag=True,
-              help="Exit with status 1 when any image failed (failures are always listed in lowres.csv).")
+              help="Exit with status 1 when any image failed (failures are always listed in lowres.csv). Without "
+                   "it, bad images do not change the exit status, but a failure of the machine (disk full, I/O "
+                   "error, read-only folder) always exits 1.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @scheduler_option
-def command(src, out, scales, crop_multiple, workers, strict, quiet) -> None:
+def command(src, out, scales, crop_multiple, workers, max_pixels, strict, quiet) -> None:
     """Bicubic low-resolution copies of HR images, as for the MetH-SR test set.
 
     SRC is a folder of images, a CSV with an `Image file` column (paths relative to the CSV's
@@ -81,7 +90,9 @@ def command(src, out, scales, crop_multiple, workers, strict, quiet) -> None:
     bicubic) to lossless 8-bit PNG: DIR/X<s>/<stem>.png. Grey stays grey, RGB stays RGB;
     CMYK and 16-bit become 8-bit sRGB and alpha is dropped, with a note in DIR/lowres.csv,
     which also records each image's size, crop box, LR files, and why an image failed.
-    Rerunning the same command skips finished images.
+    Rerunning the same command skips finished images (each lowres.csv row carries a check of
+    its files' sizes and times; a row that no longer agrees is redone). One run per DIR at a time.
+    A file name that is not UTF-8 is kept on disk and shown with \\xNN escapes in lowres.csv.
 
     \b
     Example:  methbuild lowres MetH-SR/MetH-SR.csv --out MetH-SR/lowres
@@ -90,20 +101,22 @@ def command(src, out, scales, crop_multiple, workers, strict, quiet) -> None:
     sources = sources_from(src)
     try:
         report = build_lowres(sources, out, scales=scale_list, crop_multiple=crop_multiple, workers=workers,
-                              strict=strict, progress=not quiet)
+                              strict=strict, progress=not quiet, max_pixels=max_pixels)
     except LowresFailures as exc:
         report = exc.report
         _summary(report, out)
+        if report.environment_failures:
+            click.echo(f"methbuild lowres: error: {table_text(str(exc))}", err=True)
         raise SystemExit(1) from None
     _summary(report, out)
 
 
 def _summary(report, out: Path) -> None:
     for source, reason in report.failures[:20]:
-        click.echo(f"failed: {source}: {reason}", err=True)
+        click.echo(f"failed: {table_text(source)}: {table_text(reason)}", err=True)
     if len(report.failures) > 20:
-        click.echo(f"... and {len(report.failures) - 20} more failures, see {report.table}", err=True)
+        click.echo(f"... and {len(report.failures) - 20} more failures, see {table_text(str(report.table))}", err=True)
     rate = f", {report.hr_megapixels / report.seconds:.1f} HR MP/s" if report.done and report.seconds else ""
     click.echo(f"lowres: {report.total} images: {report.done} written, {report.skipped} already complete, "
                f"{report.failed} failed; {report.hr_megapixels:.1f} MP decoded in {report.seconds:.1f} s{rate}")
-    click.echo(f"written: {os.path.join(str(out), '')} (X<s>/<stem>.png, lowres.csv)")
+    click.echo(f"written: {table_text(os.path.join(str(out), ''))} (X<s>/<stem>.png, lowres.csv)")

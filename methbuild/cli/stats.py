@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from methbuild.cli._options import scheduler_option
+from methbuild.cli._options import SEED, SEED_HELP, scheduler_option
+from methbuild.io.tables import table_text
 
 from methbuild.stats.collect import DEFAULT_SAMPLE, GROUPS, collect
 from methbuild.stats.overlap import OVERLAP_BY
@@ -41,7 +42,7 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
                    "[default: meth when the name starts with 'MetH', else reference].")
 @click.option("--sample", type=click.IntRange(min=0), default=DEFAULT_SAMPLE, show_default=True,
               help="Images drawn per input (seeded, before any header is read), as in the paper; 0 = all images.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the samples.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help=f"Seed of the samples, {SEED_HELP}.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("stats"), show_default=True,
               help="Output folder: images.parquet, summary.csv, problems.csv, figure.png/.svg, overlap.csv.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
@@ -67,7 +68,10 @@ def command(inputs, names, groups, sample, seed, out, workers, overlap_by, no_fi
     Writes DIR/images.parquet (one row per sampled image), DIR/summary.csv (per input: counts,
     megapixels and aspect-ratio quantiles and mean, portrait share, share >= 500x500),
     DIR/figure.png and figure.svg, and with two or more inputs DIR/overlap.csv (for each ordered pair,
-    the % of the first's images also in the second). Rerunning resumes from DIR/.cache.
+    the % of the first's images also in the second). Rerunning resumes from DIR/.cache (a cached
+    result whose length or checksum does not agree is read again). One run per DIR at a time.
+    A file name that is not UTF-8 is shown with \\xNN escapes; a size beyond 2^31-1 pixels a side
+    (a manifest's 1e30, a forged header) is a listed problem.
 
     \b
     Example:
@@ -93,9 +97,9 @@ def command(inputs, names, groups, sample, seed, out, workers, overlap_by, no_fi
                       for r in report.overlap.itertuples()])
     probs = report.problems
     if len(probs):
-        click.echo(f"\n{len(probs):,} problem(s) (all in {out / 'problems.csv'}):")
+        click.echo(f"\n{len(probs):,} problem(s) (all in {table_text(str(out / 'problems.csv'))}):")
         for r in probs.head(MAX_PROBLEMS_SHOWN).itertuples():
             click.echo(f"  {r.input}: {r.path}: {r.problem}")
         if len(probs) > MAX_PROBLEMS_SHOWN:
             click.echo(f"  ... and {len(probs) - MAX_PROBLEMS_SHOWN:,} more")
-    click.echo(f"\nwritten: {', '.join(str(p) for p in report.written)}")
+    click.echo(f"\nwritten: {', '.join(table_text(str(p)) for p in report.written)}")

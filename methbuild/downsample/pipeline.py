@@ -6,12 +6,19 @@ Two passes over a work file, so that every batch is written once, complete, with
    front; row *i* of the work file ``.downsample-work/train.u8`` is the *i*-th image of the
    shuffled order (val keeps its file-name order). Chunks of consecutive rows go to the
    executor; each returns a uint8 block, which the parent writes at its offset and adds to
-   the integer per-pixel sums. An unreadable file leaves a zero row and is listed. Finished
-   chunks are recorded in ``progress.jsonl`` after the work file is fsynced, so an
-   interrupted run redoes at most the chunks in flight.
+   the integer per-pixel sums. An unreadable file (or one declaring more than ``max_pixels``)
+   leaves a zero row and is listed. Finished chunks are recorded in ``progress.jsonl`` with the
+   CRC-32 of their rows after the work file is fsynced, so an interrupted run redoes at most the
+   chunks in flight; on resume every recorded chunk is read back and checked against its CRC (a
+   truncated or overwritten work file, a record of the wrong shape: that chunk is redone, never
+   trusted as zeros).
 2. **Write.** With the failures known, the valid rows are cut into batches (1–9: n // 10
    rows, 10: the rest), each read back from the work file and written atomically with the
-   exact mean (int64 sums / n, float64). Then ``downsample.json`` and the work folder goes.
+   exact mean (int64 sums / n, float64). Each written batch is recorded with its byte length;
+   a rerun rewrites one whose length differs. Then ``downsample.json`` and the work folder goes.
+
+One run per output folder at a time (:func:`methbuild.io.lock.folder_lock`). A full disk is an
+``OSError`` (ENOSPC) that the CLI reports as one line, exit 1; the state on disk is then resumable.
 
 Memory: the parent holds one batch while writing it, plus the chunks in flight; workers hold
 one chunk. Disk: the work file is as large as the output, until the end.
@@ -20,12 +27,12 @@ one chunk. Disk: the work file is as large as the output, until the end.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import shutil
 import sys
 import time
+import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,11 +41,13 @@ import numpy as np
 from tqdm import tqdm
 
 from methbuild import __version__
-from methbuild.downsample.resize import DEFAULT_DRAFT, METHODS, SIZES, Chunk, downsample_chunk
+from methbuild.downsample.resize import DEFAULT_DRAFT, DEFAULT_MAX_PIXELS, METHODS, SIZES, Chunk, downsample_chunk
 from methbuild.downsample.source import Source, SplitFiles, scan
 from methbuild.errors import UserError
 from methbuild.executor import default_workers, iter_tasks
 from methbuild.io.atomic import atomic_write_text, clean_stale_temps, ensure_writable_dir
+from methbuild.io.lock import folder_lock
+from methbuild.io.tables import table_text
 from methbuild.io.imagenet_batches import (FORMATS, TRAIN_STEMS, VAL_STEM, all_file_names, file_name,
                                            train_batch_bounds, write_batch)
 
@@ -66,6 +75,7 @@ class Options:
     synsets: Path | None = None
     chunk_size: int | None = None  # images per task; default from the dataset size
     progress: bool = True
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
 
 def train_order(n: int, seed: int) -> np.ndarray:
@@ -114,24 +124,52 @@ class _WorkFile:
         os.close(self.fd)
 
 
+def rows_crc(block: np.ndarray) -> int:
+    """CRC-32 of a block of work-file rows: what a chunk's record promises the work file holds."""
+    return zlib.crc32(memoryview(np.ascontiguousarray(block)).cast("B"))
+
+
+def _chunk_record(rec) -> bool:
+    """A chunk record of the right shape (the rows are checked against its ``crc`` separately)."""
+    try:
+        return (isinstance(rec["split"], str) and type(rec["chunk"]) is int and rec["chunk"] >= 0
+                and type(rec["crc"]) is int and isinstance(rec["kinds"], dict)
+                and all(isinstance(k, str) and type(v) is int for k, v in rec["kinds"].items())
+                and isinstance(rec["failed"], list)
+                and all(isinstance(f, list) and len(f) == 2 and type(f[0]) is int and f[0] >= 0
+                        and isinstance(f[1], str) for f in rec["failed"]))
+    except (KeyError, TypeError):
+        return False
+
+
 class _Progress:
     """``progress.jsonl``: one line per durable event (chunk done, file written). A torn last
-    line from a killed run is ignored."""
+    line from a killed run, and any line of the wrong shape, is ignored: what it described is redone."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.chunks: dict[tuple[str, int], dict] = {}
-        self.written: set[str] = set()
+        self.written: dict[str, int] = {}  # file name -> its length when written
         if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
                 try:
                     rec = json.loads(line)
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, RecursionError):
+                    continue
+                if not isinstance(rec, dict):
                     continue
                 if "chunk" in rec:
-                    self.chunks[(rec["split"], rec["chunk"])] = rec
-                elif "written" in rec:
-                    self.written.add(rec["written"])
+                    if _chunk_record(rec):
+                        self.chunks[(rec["split"], rec["chunk"])] = rec
+                elif isinstance(rec.get("written"), str) and type(rec.get("bytes")) is int:
+                    self.written[rec["written"]] = rec["bytes"]
+
+    def is_written(self, path: Path) -> bool:
+        """``path`` was written by this run's config and still has the length it was written with."""
+        try:
+            return self.written.get(path.name) == path.stat().st_size
+        except OSError:
+            return False
 
     def append(self, records: list[dict]) -> None:
         if not records:
@@ -145,14 +183,14 @@ class _Progress:
             if "chunk" in rec:
                 self.chunks[(rec["split"], rec["chunk"])] = rec
             else:
-                self.written.add(rec["written"])
+                self.written[rec["written"]] = rec["bytes"]
 
 
 def _config(opts: Options, source: Source, chunk_size: int) -> dict:
     """Everything the pixels and the row order depend on; a resumed run must match it."""
     return {
         "size": opts.size, "method": opts.method, "exact": opts.exact, "draft": None if opts.exact else opts.draft,
-        "seed": opts.seed, "chunk_size": chunk_size,
+        "seed": opts.seed, "chunk_size": chunk_size, "max_pixels": opts.max_pixels,
         "train": {"n": len(source.train), "digest": source.train.digest()},
         "val": None if source.val is None else {"n": len(source.val), "digest": source.val.digest()},
     }
@@ -167,10 +205,30 @@ def _validate(opts: Options) -> None:
         raise UserError(f"unknown format {opts.fmt!r}; choose from {', '.join(FORMATS)}")
     if opts.draft < 1:
         raise UserError("--draft must be at least 1")
+    if opts.max_pixels < 1:
+        raise UserError("--max-pixels must be at least 1")
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON object from ``path``; an empty dict when it is missing, unreadable, or not an object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _summary_check(summary: dict) -> str:
+    """sha256 of ``downsample.json`` without its ``check``: a summary that was edited is not trusted as
+    proof that the output is complete (the set is rebuilt)."""
+    import hashlib
+
+    body = {k: v for k, v in summary.items() if k not in ("check", "already_complete")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def _gb(n: float) -> str:
-    return f"{n / 1e9:.2f} GB"
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.2f} MB"
 
 
 def _check_space(out: Path, need: int) -> None:
@@ -206,26 +264,34 @@ def _resize(states: list[_SplitState], opts: Options, chunk_size: int, progress:
         st.kinds.update(kinds)
 
     todo_index: list[tuple[_SplitState, int, int, int]] = []  # (split, chunk, start, stop)
+    redone = 0
     for st in states:
         n = len(st.files)
         for c, start in enumerate(range(0, n, chunk_size)):
             stop = min(n, start + chunk_size)
             rec = progress.chunks.get((st.files.name, c))
-            if rec is not None:  # resumed: the rows are on disk; re-read them for the sums
-                st.sums += st.work.read(start, stop).sum(axis=0, dtype=np.int64)
-                record(st, start, rec["failed"], rec["kinds"])
-                done_rows += stop - start
-            else:
-                todo_index.append((st, c, start, stop))
+            if rec is not None:  # resumed: the rows are on disk; re-read them for the sums, and check them
+                rows = st.work.read(start, stop)
+                if rows_crc(rows) == rec["crc"] and all(i < stop - start for i, _ in rec["failed"]):
+                    st.sums += rows.sum(axis=0, dtype=np.int64)
+                    record(st, start, rec["failed"], rec["kinds"])
+                    done_rows += stop - start
+                    continue
+                redone += 1  # the work file does not hold what the record says: never trusted, redone
+            todo_index.append((st, c, start, stop))
 
     def todo():  # built as the pool asks for work: paths of 1.3M files are never all held at once
         for st, c, start, stop in todo_index:
             paths = tuple(str(opts.src / st.files.paths[f]) for f in st.order[start:stop])
-            yield Chunk(st.files.name, c, start, paths, opts.size, opts.method, opts.exact, opts.draft)
+            yield Chunk(st.files.name, c, start, paths, opts.size, opts.method, opts.exact, opts.draft,
+                        opts.max_pixels)
 
     total = sum(len(st.files) for st in states)
     if done_rows and opts.progress:
         tqdm.write(f"resuming: {done_rows:,} of {total:,} images already resized", file=sys.stderr)
+    if redone and opts.progress:
+        tqdm.write(f"resuming: {redone} chunk(s) of the work file do not match their record: redoing them",
+                   file=sys.stderr)
     pending: list[dict] = []
     last_flush = float("-inf")  # the first finished chunk is made durable at once
     errors: list[str] = []
@@ -257,7 +323,7 @@ def _resize(states: list[_SplitState], opts: Options, chunk_size: int, progress:
                 st.cpu_seconds += value["cpu_seconds"]
                 record(st, chunk.start, value["failed"], value["kinds"])
                 pending.append({"split": chunk.split, "chunk": chunk.index, "failed": value["failed"],
-                                "kinds": value["kinds"]})
+                                "kinds": value["kinds"], "crc": rows_crc(value["block"])})
                 if time.monotonic() - last_flush > FLUSH_SECONDS:
                     flush()
         t_end = time.monotonic()
@@ -277,7 +343,7 @@ def _write_split(stems_bounds: list[tuple[str, int, int]], good: np.ndarray, lab
     """Pass 2: write each batch from the good rows ``good[a:b]`` (row indices into the work file)."""
     for stem, a, b in stems_bounds:
         name = file_name(stem, opts.fmt)
-        if name in progress.written and (opts.out / name).exists():
+        if progress.is_written(opts.out / name):
             continue
         rows = good[a:b]
         if len(rows) and rows[-1] - rows[0] == len(rows) - 1:  # no failed row inside: one contiguous read
@@ -288,16 +354,23 @@ def _write_split(stems_bounds: list[tuple[str, int, int]], good: np.ndarray, lab
             data = work.read(lo, hi)[rows - lo]
         write_batch(opts.out / name, data, labels[rows].tolist(), mean, fmt=opts.fmt)
         del data
-        progress.append([{"written": name}])
+        progress.append([{"written": name, "bytes": (opts.out / name).stat().st_size}])
 
 
 def build(opts: Options) -> dict:
-    """Build the dataset into ``opts.out``; returns the summary (also written to downsample.json)."""
+    """Build the dataset into ``opts.out``; returns the summary (also written to downsample.json).
+
+    One run per output folder at a time: a second gets a :class:`UserError` naming the first."""
     t0 = time.monotonic()
     _validate(opts)
     source = scan(opts.src, opts.synsets)
     out = ensure_writable_dir(opts.out, "output folder")
     opts = Options(**{**asdict(opts), "out": out, "src": Path(opts.src)})
+    with folder_lock(out):
+        return _build_locked(opts, source, out, t0)
+
+
+def _build_locked(opts: Options, source: Source, out: Path, t0: float) -> dict:
     workers = opts.workers or default_workers()
     work_dir = out / WORK_DIR
     cfg_path = work_dir / "config.json"
@@ -305,20 +378,22 @@ def build(opts: Options) -> dict:
     # A previous run with the same config and the same files: nothing to do.
     n_total = len(source.train) + (len(source.val) if source.val else 0)
     chunk_size = opts.chunk_size or default_chunk_size(n_total, workers)
-    if work_dir.exists() and cfg_path.exists():  # resuming keeps the chunking of the first run
-        with contextlib.suppress(ValueError, KeyError, OSError):
-            chunk_size = opts.chunk_size or int(json.loads(cfg_path.read_text())["chunk_size"])
+    if work_dir.exists() and cfg_path.exists() and not opts.chunk_size:  # resuming keeps the first run's chunking
+        old_chunk = _read_json(cfg_path).get("chunk_size")
+        if type(old_chunk) is int and old_chunk >= 1:  # anything else: a damaged config, the run starts over
+            chunk_size = old_chunk
     cfg = _config(opts, source, chunk_size)
     names = all_file_names(opts.fmt) if source.val is not None else [file_name(s, opts.fmt) for s in TRAIN_STEMS]
     summary_path = out / SUMMARY
     if summary_path.exists() and not work_dir.exists():
-        with contextlib.suppress(ValueError, OSError):
-            old = json.loads(summary_path.read_text())
-            same = {k: v for k, v in old.get("config", {}).items() if k != "chunk_size"} == \
-                   {k: v for k, v in cfg.items() if k != "chunk_size"}
-            if same and old.get("format") == opts.fmt and all((out / f).exists() for f in names):
-                old["already_complete"] = True
-                return old
+        old = _read_json(summary_path)
+        if (old.get("check") == _summary_check(old) and isinstance(old.get("config"), dict)
+                and {k: v for k, v in old["config"].items() if k != "chunk_size"}
+                == {k: v for k, v in cfg.items() if k != "chunk_size"}
+                and old.get("format") == opts.fmt and all((out / f).is_file() for f in names)
+                and sum((out / f).stat().st_size for f in names) == old.get("bytes")):
+            old["already_complete"] = True
+            return old
     if summary_path.exists():
         summary_path.unlink()  # from another config: stale until this run ends
 
@@ -372,16 +447,13 @@ def build(opts: Options) -> dict:
             else:
                 _write_split([(VAL_STEM, 0, len(good))], good, labels, st.work, None, opts, progress)
             report[st.files.name] = entry
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise UserError(f"no space left in {out} ({exc.strerror}); free some and rerun the same command "
-                            "to resume") from None
-        raise
-    finally:
+    finally:  # a full disk (ENOSPC) goes up as it is: the CLI makes it one line and exit 1, and a rerun resumes
         for st in states:
             st.work.close()
     kinds: Counter[str] = sum((st.kinds for st in states), Counter())
-    all_failures = [{"split": st.files.name, "file": f, "error": e} for st in states for _, f, e in st.failures]
+    # as text: a file name that is not UTF-8 keeps its bytes as \xNN escapes
+    all_failures = [{"split": st.files.name, "file": table_text(f), "error": table_text(e)}
+                    for st in states for _, f, e in st.failures]
 
     seconds = time.monotonic() - t0
     summary = {
@@ -405,6 +477,7 @@ def build(opts: Options) -> dict:
         "worker_cpu_seconds": round(sum(st.cpu_seconds for st in states), 3),
         "bytes": sum((out / f).stat().st_size for f in names),
     }
+    summary["check"] = _summary_check(summary)
     atomic_write_text(summary_path, json.dumps(summary, indent=1))
     shutil.rmtree(work_dir)
     summary["already_complete"] = False

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from methbuild.io.imageinfo import DEFAULT_MAX_PIXELS  # the crawler's limit; re-exported for the CLI
+
 METHODS: dict[str, Image.Resampling] = {
     "box": Image.Resampling.BOX,
     "nearest": Image.Resampling.NEAREST,
@@ -32,9 +34,15 @@ SIZES = (16, 32, 64)
 DEFAULT_DRAFT = 2
 
 
-def square(path: str, size: int, method: str, exact: bool = False, draft: int = DEFAULT_DRAFT) -> tuple[np.ndarray, str]:
-    """``path`` squashed to ``size``×``size`` RGB (uint8, H×W×3) and what it was (``JPEG/CMYK``)."""
+def square(path: str, size: int, method: str, exact: bool = False, draft: int = DEFAULT_DRAFT,
+           max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, str]:
+    """``path`` squashed to ``size``×``size`` RGB (uint8, H×W×3) and what it was (``JPEG/CMYK``).
+
+    An image declaring more than ``max_pixels`` pixels is refused from its header, before decoding."""
     with Image.open(path) as im:
+        if im.width * im.height > max_pixels:
+            raise ValueError(f"image is {im.width}x{im.height} ({im.width * im.height / 1e6:,.0f} MP), over the "
+                             f"pixel limit of {max_pixels / 1e6:,.0f} MP (--max-pixels)")
         kind = f"{im.format}/{im.mode}"
         box = None
         if not exact and method != "nearest" and im.format == "JPEG":
@@ -64,6 +72,7 @@ class Chunk:
     method: str
     exact: bool
     draft: int
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
 
 def downsample_chunk(chunk: Chunk) -> dict:
@@ -73,14 +82,21 @@ def downsample_chunk(chunk: Chunk) -> dict:
     failed: list[tuple[int, str]] = []
     kinds: Counter[str] = Counter()
     cpu0 = time.process_time()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # EXIF and decompression-bomb warnings: the pixels are what matter
-        for i, path in enumerate(chunk.paths):
-            try:
-                img, kind = square(path, chunk.size, chunk.method, chunk.exact, chunk.draft)
-            except Exception as exc:  # one bad file must not stop the chunk; reported at the end
-                failed.append((i, f"{type(exc).__name__}: {exc}"))
-                continue
-            block[i] = to_row(img)
-            kinds[kind] += 1
+    # Pillow's own bomb guard (refusing to open more than 2 × its MAX_IMAGE_PIXELS) is replaced by ours in
+    # square(): the same check, from the header, before decoding, at the limit the user chose.
+    saved_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # EXIF and decompression-bomb warnings: the pixels are what matter
+            for i, path in enumerate(chunk.paths):
+                try:
+                    img, kind = square(path, chunk.size, chunk.method, chunk.exact, chunk.draft, chunk.max_pixels)
+                except Exception as exc:  # one bad file must not stop the chunk; reported at the end
+                    failed.append((i, f"{type(exc).__name__}: {exc}"))
+                    continue
+                block[i] = to_row(img)
+                kinds[kind] += 1
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved_limit
     return {"block": block, "failed": failed, "kinds": dict(kinds), "cpu_seconds": time.process_time() - cpu0}

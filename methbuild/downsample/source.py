@@ -33,7 +33,8 @@ class SplitFiles:
         """Identity of the listing: a resumed run must see exactly the same files and labels."""
         h = hashlib.sha256()
         for p, lab in zip(self.paths, self.labels):
-            h.update(f"{p}\t{lab}\n".encode())
+            # os.fsencode: a file name that is not UTF-8 (surrogate-escaped by os.scandir) hashes as its bytes
+            h.update(os.fsencode(p) + f"\t{lab}\n".encode())
         return h.hexdigest()
 
 

@@ -12,6 +12,11 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+# The most pixels an image may declare before any command decodes it (decompression bombs: a 74-byte
+# PNG can declare 100,000 x 100,000). The crawler's DEFAULT_PIXEL_LIMIT (methbuild.met.crawl) is the same
+# 300 MP; lowres and downsample take it as their --max-pixels default. Checked from the header only.
+DEFAULT_MAX_PIXELS = 300_000_000
+
 # EXIF orientation tag; values 5–8 are transposed (rotated by 90° or 270°).
 ORIENTATION_TAG = 0x0112
 TRANSPOSED = {5, 6, 7, 8}

@@ -17,6 +17,7 @@ stopped, and a rerun with other names, groups or figure options does not read a 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -29,7 +30,9 @@ import pandas as pd
 
 from methbuild.errors import UserError
 from methbuild.io.atomic import clean_stale_temps, ensure_writable_dir
-from methbuild.io.tables import write_table
+from methbuild.io.imageinfo import DEFAULT_MAX_PIXELS
+from methbuild.io.lock import folder_lock
+from methbuild.io.tables import table_text, table_texts, write_table
 from methbuild.stats import figure as figure_mod
 from methbuild.stats.headers import read_chunk
 from methbuild.stats.inputs import (Listing, Manifest, chunk_results_to_table, folder_chunks, is_manifest,
@@ -40,6 +43,9 @@ from methbuild.stats.overlap import (OVERLAP_BY, check_manifest_keys, folder_key
 GROUPS = figure_mod.GROUPS
 DEFAULT_SAMPLE = 100_000  # paper 000: "for the three datasets larger than 100,000 images we take a sample of that size"
 HR_SIDE = 500  # high resolution = at least 500×500 (SPEC §2)
+# Headers declaring more pixels than this are listed as problems (their size is kept: nothing is decoded):
+# a decompression bomb or a very large scan. The crawler's and lowres' --max-pixels default.
+LARGE_PIXELS = DEFAULT_MAX_PIXELS
 
 SUMMARY_COLUMNS = [
     "input", "group", "kind", "listed", "sampled", "images", "unreadable", "truncated", "other_files", "formats",
@@ -97,6 +103,7 @@ def resolve_inputs(paths: Sequence[str | os.PathLike], names: Sequence[str] = ()
         else:
             raise UserError(f"input {str(p)!r} is neither a folder nor a .csv/.parquet manifest")
         name = names[k] if names else (p.stem if kind == "manifest" else (p.resolve().name or str(p)))
+        name = table_text(name)  # a folder (or --name) that is not UTF-8: its \xNN-escaped form, as in the tables
         if not name.strip():
             raise UserError(f"input {k + 1} has an empty name; give --name")
         group = groups[k] if groups else default_group(name)
@@ -158,18 +165,31 @@ def _problems_of(images: pd.DataFrame) -> list[pd.DataFrame]:
     tr = images.loc[images["truncated"], ["input", "path"]].copy()
     tr["problem"] = ("truncated: the " + images.loc[tr.index, "format"].astype(str)
                      + " file ends before its end marker (size from the header kept)")
-    return [bad, tr]
+    big = images.loc[(images["width"] * images["height"]).fillna(0) > LARGE_PIXELS, ["input", "path"]].copy()
+    mp = (images.loc[big.index, "width"] * images.loc[big.index, "height"] / 1e6).round().astype("Int64")
+    big["problem"] = ("header declares " + mp.astype(str) + f" MP, more than {LARGE_PIXELS / 1e6:.0f} MP: a "
+                      "decompression bomb or a very large image (size from the header kept; nothing is decoded)")
+    return [bad, tr, big]
 
 
 def _problem_frame(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=PROBLEM_COLUMNS)
+    """Problems as a table; paths and messages as valid UTF-8 (a non-UTF-8 file name as \\xNN escapes)."""
+    return pd.DataFrame([tuple(table_texts(r)) for r in rows], columns=PROBLEM_COLUMNS)
 
 
 def collect(inputs: Sequence[str | os.PathLike], *, names: Sequence[str] = (), groups: Sequence[str] = (),
             sample: int | None = DEFAULT_SAMPLE, seed: int = 0, out: str | os.PathLike | None = None,
             workers: int | None = None, overlap_by: str = "id", figure: bool = True, fresh: bool = False,
             progress: bool = True) -> StatsReport:
-    """Measure every input and write the tables and figure to ``out`` (nothing is written when ``out`` is None)."""
+    """Measure every input and write the tables and figure to ``out`` (nothing is written when ``out`` is None).
+
+    One run per ``out`` at a time (:func:`methbuild.io.lock.folder_lock`): a second gets a UserError."""
+    with contextlib.ExitStack() as held:
+        return _collect(inputs, names, groups, sample, seed, out, workers, overlap_by, figure, fresh, progress, held)
+
+
+def _collect(inputs, names, groups, sample, seed, out, workers, overlap_by, figure, fresh, progress,
+             held: contextlib.ExitStack) -> StatsReport:
     if overlap_by not in OVERLAP_BY:
         raise UserError(f"--overlap-by must be one of {', '.join(OVERLAP_BY)}, not {overlap_by!r}")
     if sample is not None and sample < 0:
@@ -180,6 +200,7 @@ def collect(inputs: Sequence[str | os.PathLike], *, names: Sequence[str] = (), g
     cache_dir = None
     if out is not None:
         out = ensure_writable_dir(out)
+        held.enter_context(folder_lock(out))
         clean_stale_temps(out)
         cache_dir = out / ".cache"
         if fresh and cache_dir.exists():

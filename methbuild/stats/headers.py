@@ -19,6 +19,7 @@ statistics and is listed as a problem.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -244,6 +245,24 @@ def read_header(path: str | bytes | os.PathLike) -> Header:
     return _pillow_header(os.fsdecode(path))
 
 
+@contextlib.contextmanager
+def _headers_of_any_size():
+    """Let Pillow open (never decode) an image of any declared size, as the fast parsers do.
+
+    Pillow refuses to open an image declaring more than 2 × ``MAX_IMAGE_PIXELS`` (its decompression-bomb
+    guard) and warns above 1 ×. Statistics decode nothing, so such a header is only a large size; the
+    collection's summary lists it as a problem (:data:`methbuild.stats.collect.LARGE_PIXELS`).
+    """
+    from PIL import Image
+
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
 def _pillow_header(path: str) -> Header:
     """Pillow's verdict, through :func:`methbuild.io.imageinfo.probe`; raises ``ValueError`` if unreadable.
 
@@ -253,7 +272,8 @@ def _pillow_header(path: str) -> Header:
     from methbuild.io.imageinfo import probe
 
     try:
-        info = probe(path)
+        with _headers_of_any_size():
+            info = probe(path)
     except ValueError as exc:  # Pillow names the file; the caller knows it: keep the message short and shared
         raise ValueError(str(exc).replace(f" {path!r}", "").replace(f" '{path}'", "")) from None
     if info.format == "TIFF" and info.orientation in TRANSPOSED:
@@ -270,7 +290,8 @@ def _pillow_header(path: str) -> Header:
 
 # --- chunked tasks for methbuild.executor.run_tasks -------------------------------------------------
 
-CACHE_VERSION = "headers-1"
+CACHE_VERSION = "headers-2"  # 2: results carry their length and a checksum
+HASH_VERSION = "sha256-2"
 
 
 def chunk_cache_name(root: str, blob: bytes, kind: str = CACHE_VERSION) -> str:
@@ -279,34 +300,77 @@ def chunk_cache_name(root: str, blob: bytes, kind: str = CACHE_VERSION) -> str:
     return h.hexdigest() + ".json"
 
 
-def _write_cache(final: str, result: dict) -> None:
-    """Write one chunk's result under its final name complete or not at all (temp name + rename).
+def _checksum(result: dict) -> str:
+    return hashlib.sha256(json.dumps(result, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _write_cache(final: str, result: dict, n: int) -> None:
+    """Write one chunk's result (for ``n`` files, with its checksum) under its final name complete or
+    not at all (temp name + rename).
 
     The same protocol as :func:`methbuild.io.atomic.atomic_write_text` without the fsync (a lost
-    cache file only costs a re-read), and without importing ``methbuild.io`` in the workers.
+    cache file only costs a re-read), and without importing ``methbuild.io`` in the workers. A cache
+    that cannot be written (a full disk) is not an error: the result is returned all the same, and the
+    run's own tables then meet the full disk in the parent, where it is reported as one line.
     """
     folder, name = os.path.split(final)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=folder)
+    except OSError:
+        return
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, separators=(",", ":"))
+            json.dump({"n": n, "sum": _checksum(result), "result": result}, fh, separators=(",", ":"))
         os.replace(tmp, final)
+    except OSError:
+        _unlink(tmp)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _unlink(tmp)
         raise
 
 
-def _load_cached(cache: str | None) -> dict | None:
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _load_cached(cache: str | None, n: int, valid) -> dict | None:
+    """A cached chunk result, only if it is whole and untouched: ``n`` files, its checksum right and
+    ``valid(result, n)`` true. Anything else (truncated, edited, from another version) is read again."""
     if not cache:
         return None
     try:
         with open(cache, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
+            saved = json.load(fh)
+        result = saved["result"]
+        if saved["n"] != n or saved["sum"] != _checksum(result) or not valid(result, n):
+            return None
+        return result
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
+
+
+def _ints(v, n: int) -> bool:
+    return isinstance(v, list) and len(v) == n and all(type(x) is int for x in v)
+
+
+def _strs(v, n: int) -> bool:
+    return isinstance(v, list) and len(v) == n and all(isinstance(x, str) for x in v)
+
+
+def _errors(e, n: int) -> bool:
+    return isinstance(e, dict) and all(k.isdigit() and int(k) < n and isinstance(m, str) for k, m in e.items())
+
+
+def _valid_headers(r: dict, n: int) -> bool:
+    return (_ints(r["w"], n) and _ints(r["h"], n) and _strs(r["f"], n) and isinstance(r["t"], list)
+            and all(type(i) is int and 0 <= i < n for i in r["t"]) and _errors(r["e"], n))
+
+
+def _valid_hashes(r: dict, n: int) -> bool:
+    return _strs(r["s"], n) and _errors(r["e"], n)
 
 
 def read_chunk(item: tuple[str, bytes, str | None]) -> dict:
@@ -318,13 +382,14 @@ def read_chunk(item: tuple[str, bytes, str | None]) -> dict:
     and a chunk already cached is not read again (an interrupted run resumes).
     """
     root, blob, cache = item
-    done = _load_cached(cache)
+    rels = blob.split(b"\0")
+    done = _load_cached(cache, len(rels), _valid_headers)
     if done is not None:
         return done
     rootb = os.fsencode(root)
     ws, hs, fs, trunc, errs = [], [], [], [], {}
     join = os.path.join
-    for i, rel in enumerate(blob.split(b"\0")):
+    for i, rel in enumerate(rels):
         path = join(rootb, rel)
         try:
             r = _fast(path)
@@ -344,19 +409,20 @@ def read_chunk(item: tuple[str, bytes, str | None]) -> dict:
             trunc.append(i)
     out = {"w": ws, "h": hs, "f": fs, "t": trunc, "e": errs}
     if cache:
-        _write_cache(cache, out)
+        _write_cache(cache, out, len(rels))
     return out
 
 
 def hash_chunk(item: tuple[str, bytes, str | None]) -> dict:
     """Task: sha256 of the content of one chunk of files (``{"s": [hex or ""], "e": {index: error}}``)."""
     root, blob, cache = item
-    done = _load_cached(cache)
+    rels = blob.split(b"\0")
+    done = _load_cached(cache, len(rels), _valid_hashes)
     if done is not None:
         return done
     rootb = os.fsencode(root)
     digests, errs = [], {}
-    for i, rel in enumerate(blob.split(b"\0")):
+    for i, rel in enumerate(rels):
         h = hashlib.sha256()
         try:
             with open(os.path.join(rootb, rel), "rb") as fh:
@@ -368,5 +434,5 @@ def hash_chunk(item: tuple[str, bytes, str | None]) -> dict:
             errs[str(i)] = f"cannot read: {exc.strerror or exc}"
     out = {"s": digests, "e": errs}
     if cache:
-        _write_cache(cache, out)
+        _write_cache(cache, out, len(rels))
     return out

@@ -39,6 +39,10 @@ CHUNK = 500  # files per task: big enough to hide the pool's per-task cost, smal
 INLINE_BELOW = 2000  # fewer files than this are read in this process (a pool costs ~0.35 s to start)
 POOL_WORTH_SECONDS = 2.0  # automatic mode: a pool only when the rest would take longer than this in-process
 MAX_LISTED_OTHERS = 1000  # non-image files: all counted, this many listed
+# The largest side we accept, from a header or a manifest: PNG's own limit. Anything larger is a lie
+# (a manifest's 1e30, a forged header) and is listed as a problem; up to it, width·height stays
+# exact in int64 (megapixels and product_size never wrap around).
+MAX_SIDE = 2**31 - 1
 
 # Column aliases, compared after lower-casing and removing spaces, underscores and dashes.
 WIDTH_COLUMNS = ("width",)
@@ -295,9 +299,8 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     usecols = [c for c in dict.fromkeys([wcol, hcol, *want.values()]) if c is not None]
     df = _read_table(path, usecols)
 
-    def num(col):
-        v = pd.to_numeric(df[col], errors="coerce")
-        return v.where(v > 0)
+    def num(col):  # every value as a float (NaN when not a number); manifest_sizes judges them
+        return pd.to_numeric(df[col], errors="coerce").astype("float64")
 
     def text(col):
         if col is None:
@@ -328,7 +331,8 @@ def manifest_sizes(m: Manifest, positions: np.ndarray) -> pd.DataFrame:
     """The size table of the chosen rows of a manifest (columns as :func:`read_sizes`)."""
     w = m.width.iloc[positions].to_numpy(dtype="float64")
     h = m.height.iloc[positions].to_numpy(dtype="float64")
-    ok = np.isfinite(w) & np.isfinite(h)
+    present = np.isfinite(w) & np.isfinite(h) & (w != 0) & (h != 0)
+    ok = present & valid_sides(w, h)
     ids = m.ids.iloc[positions].to_numpy(dtype=object) if m.ids is not None else None
     files = m.files.iloc[positions].to_numpy(dtype=object) if m.files is not None else None
     if files is not None:
@@ -347,13 +351,34 @@ def manifest_sizes(m: Manifest, positions: np.ndarray) -> pd.DataFrame:
     if (~ok).any():
         reasons = m.reasons.iloc[positions].to_numpy(dtype=object) if m.reasons is not None else None
         for k in np.flatnonzero(~ok):
+            if present[k]:
+                err[k] = f"width/height {w[k]:g}x{h[k]:g} in the manifest: {SIDE_RULE}"
+                continue
             why = f" ({reasons[k]})" if reasons is not None and reasons[k] else ""
             err[k] = "no width/height in the manifest" + why
     return _table(paths, np.where(ok, w, np.nan), np.where(ok, h, np.nan), np.where(ok, fmts, ""), err,
                   np.zeros(len(positions), dtype=bool), ids=ids)
 
 
+SIDE_RULE = f"not a whole number of pixels from 1 to {MAX_SIDE:,}"
+
+
+def valid_sides(w: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Where both sides are whole numbers in 1..:data:`MAX_SIDE` (False for NaN)."""
+    with np.errstate(invalid="ignore"):
+        return ((w >= 1) & (w <= MAX_SIDE) & (h >= 1) & (h <= MAX_SIDE) & (np.floor(w) == w)
+                & (np.floor(h) == h))
+
+
 def _table(paths, w, h, fmts, errors, truncated, ids=None) -> pd.DataFrame:
+    # the last guard before int64: a size no image can have (a forged header) is a problem, never a wrap-around
+    w, h = np.asarray(w, dtype="float64"), np.asarray(h, dtype="float64")
+    insane = ~(np.isnan(w) | np.isnan(h)) & ~valid_sides(w, h)
+    if insane.any():
+        errors = np.array(errors, dtype=object)
+        for k in np.flatnonzero(insane):
+            errors[k] = errors[k] or f"header declares {w[k]:g}x{h[k]:g}: {SIDE_RULE}"
+        w, h = np.where(insane, np.nan, w), np.where(insane, np.nan, h)
     cols = {"path": pd.Series(paths, dtype=object)}
     if ids is not None:
         cols["id"] = pd.Series(ids, dtype=object)
@@ -386,7 +411,8 @@ def folder_chunks(listing: Listing, positions: np.ndarray, cache_dir: Path | Non
 def chunk_results_to_table(items, results) -> pd.DataFrame:
     """Assemble the per-chunk results (``TaskResult`` list, in the order of ``items``) into one size table."""
     rels = [blob.split(b"\0") for _, blob, _ in items]
-    paths = np.array([os.fsdecode(r) for part in rels for r in part], dtype=object)
+    # as table text: a file name that is not UTF-8 keeps its bytes as \xNN escapes (Arrow needs UTF-8)
+    paths = np.array([r.decode("utf-8", "backslashreplace") for part in rels for r in part], dtype=object)
     n = len(paths)
     w = np.full(n, np.nan)
     h = np.full(n, np.nan)

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from methbuild.errors import UserError
-from methbuild.stats.headers import chunk_cache_name, hash_chunk
+from methbuild.io.tables import table_texts
+from methbuild.stats.headers import HASH_VERSION, chunk_cache_name, hash_chunk
 from methbuild.stats.inputs import CHUNK, Listing, Manifest, run_chunks
 
 OVERLAP_BY = ("id", "name", "sha256")
@@ -36,11 +37,16 @@ def _stem(name: str) -> str:
     return stem if dot else base
 
 
+def _text(path: bytes) -> str:
+    """A relative path as table text: bytes that are not UTF-8 as ``\\xNN`` escapes."""
+    return path.decode("utf-8", "backslashreplace")
+
+
 def _hash_files(root: str, rels: list[bytes], *, workers, progress, cache_dir: Path | None, desc: str):
     items = []
     for start in range(0, len(rels), CHUNK):
         blob = b"\0".join(rels[start:start + CHUNK])
-        cache = str(cache_dir / chunk_cache_name(root, blob, "sha256-1")) if cache_dir is not None else None
+        cache = str(cache_dir / chunk_cache_name(root, blob, HASH_VERSION)) if cache_dir is not None else None
         items.append((root, blob, cache))
     results = run_chunks(hash_chunk, items, len(rels), workers=workers, progress=progress, desc=desc)
     keys: list[str | None] = []
@@ -49,12 +55,12 @@ def _hash_files(root: str, rels: list[bytes], *, workers, progress, cache_dir: P
         part = rels[k * CHUNK:(k + 1) * CHUNK]
         if not res.ok:
             keys.extend([None] * len(part))
-            problems.extend((os.fsdecode(r), f"not hashed: {res.error}") for r in part)
+            problems.extend((_text(r), f"not hashed: {res.error}") for r in part)
             continue
         for i, digest in enumerate(res.value["s"]):
             keys.append(digest or None)
         for i, msg in res.value["e"].items():
-            problems.append((os.fsdecode(part[int(i)]), msg))
+            problems.append((_text(part[int(i)]), msg))
     return keys, problems
 
 
@@ -72,7 +78,11 @@ def key_hashes(keys: Iterable[str | None], block: int = 100_000) -> np.ndarray:
             break
         present = [k for k in raw if k is not None]
         if present:
-            parts.append(pd.util.hash_array(np.asarray(present, dtype=object), categorize=False))
+            try:
+                parts.append(pd.util.hash_array(np.asarray(present, dtype=object), categorize=False))
+            except UnicodeEncodeError:  # a file name that is not UTF-8: compared in its \xNN-escaped form
+                present = table_texts(present)
+                parts.append(pd.util.hash_array(np.asarray(present, dtype=object), categorize=False))
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
 
 

@@ -18,6 +18,7 @@ from PIL import Image
 from methbuild.downsample import METHODS, Options, build
 from methbuild.downsample.resize import square
 from methbuild.io.imagenet_batches import all_file_names, read_batch
+from methbuild.io.lock import LOCK_NAME
 from tests.conftest import REPO, assert_user_error, run_cli
 from tests.downsample.imagenet_tree import MAP_CLSLOC, WNIDS, make_tree
 
@@ -70,7 +71,7 @@ def test_cli_end_to_end_pickle_exact(tree, tmp_path):
     assert "truncated" in proc.stderr and "1 unreadable file(s) skipped" in proc.stderr
     assert "train: 21 images in 10 batches (2 × 9 + 3), 1 skipped" in proc.stdout
     assert "1 JPEG/CMYK" in proc.stdout and "1 JPEG/L" in proc.stdout and "2 PNG/RGB" in proc.stdout
-    assert sorted(os.listdir(out)) == sorted(all_file_names("pickle") + ["downsample.json"])
+    assert sorted(n for n in os.listdir(out) if n != LOCK_NAME) == sorted(all_file_names("pickle") + ["downsample.json"])
 
     train, val = load_split(out, 16)
     label_of = {"n02119789": 1, "n01443537": 2, "n01440764": 3}  # map_clsloc order, not sorted order
@@ -119,11 +120,11 @@ def test_cli_end_to_end_pickle_exact(tree, tmp_path):
     assert sorted(map(bytes, data)) == sorted(map(bytes, data2))
 
     # a rerun finds the job done and touches nothing
-    before = {n: (out / n).stat().st_mtime_ns for n in os.listdir(out)}
+    before = {n: (out / n).stat().st_mtime_ns for n in os.listdir(out) if n != LOCK_NAME}
     proc = run_cli("downsample", tree["src"], "--size", "16", "--out", out, "--exact", "--synsets", tree["synsets"],
                    "--seed", "3", "--quiet")
     assert proc.returncode == 0 and "already complete" in proc.stdout, proc.stdout + proc.stderr
-    assert before == {n: (out / n).stat().st_mtime_ns for n in os.listdir(out)}
+    assert before == {n: (out / n).stat().st_mtime_ns for n in os.listdir(out) if n != LOCK_NAME}
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -282,7 +283,7 @@ def test_train_only_source(tmp_path):
     (src / "val").rmdir()
     s = build(Options(src=src, out=tmp_path / "out", size=16, workers=1, progress=False))
     assert "val" not in s["splits"] and s["splits"]["train"]["images"] == 12
-    assert sorted(os.listdir(tmp_path / "out")) == sorted(TRAIN + ["downsample.json"])
+    assert sorted(n for n in os.listdir(tmp_path / "out") if n != LOCK_NAME) == sorted(TRAIN + ["downsample.json"])
 
 
 def test_fewer_than_ten_train_images_fill_batch_ten(tmp_path):
