@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from methbuild.errors import UserError
+from methbuild.io.meth_csv import resolve_image_file
 from methbuild.executor import default_workers, run_tasks
 from methbuild.io.atomic import clean_stale_temps, ensure_writable_dir
 from methbuild.io.imageinfo import DEFAULT_MAX_PIXELS
@@ -804,8 +805,9 @@ def _table(rows: list[dict], scales: tuple[int, ...]):
 
 def sources_from(src: str | os.PathLike) -> list[Path]:
     """The HR images named by ``src``: a folder (its image files, sorted, not recursive), a CSV
-    with an ``Image file`` column (paths relative to the CSV's folder, as in a MetH CSV where
-    ``data/<id>.jpg`` sits beside ``<Name>.csv``; absolute paths kept), or one image file."""
+    with an ``Image file`` column (a MetH CSV: the bare name ``<id>.jpg`` lives in ``data/`` beside
+    ``<Name>.csv``; a path with a folder, such as the older ``data/<id>.jpg``, is relative to the CSV's
+    folder; absolute paths kept), or one image file."""
     src = Path(src)
     if not src.exists():
         raise UserError(f"SRC {str(src)!r} does not exist")
@@ -829,8 +831,7 @@ def sources_from(src: str | os.PathLike) -> list[Path]:
                 value = (row.get(IMAGE_FILE_COLUMN) or "").strip()
                 if not value:
                     raise UserError(f"{str(src)!r} row {line} has an empty {IMAGE_FILE_COLUMN!r}")
-                p = Path(value)
-                found.append(p if p.is_absolute() else src.parent / p)
+                found.append(resolve_image_file(src.parent, value))
     except UnicodeDecodeError as exc:
         raise UserError(f"{str(src)!r} is not a UTF-8 CSV ({exc.reason})") from None
     except csv.Error as exc:

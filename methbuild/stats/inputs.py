@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from methbuild.errors import UserError
+from methbuild.io.meth_csv import DATA_DIR, IMAGE_FILE_COLUMN
 from methbuild.executor import run_tasks
 from methbuild.stats.headers import chunk_cache_name, read_chunk
 
@@ -317,7 +318,12 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
             reasons = ("status " + st + er.where(er == "", ": " + er))
         else:
             reasons = st if st is not None else er
-    return Manifest(path=path, width=num(wcol), height=num(hcol), ids=text(want["id"]), files=text(want["file"]),
+    files = text(want["file"])
+    if files is not None and want["file"] == IMAGE_FILE_COLUMN:
+        # A MetH CSV: `Image file` is the bare name, relative to `<Name>/data/` (the published form); the
+        # pre-0.2 form `data/<id>.jpg` is relative to the CSV's folder. Files are kept relative to the CSV.
+        files = files.map(lambda v: v if not v or "/" in v or "\\" in v or os.path.isabs(v) else f"{DATA_DIR}/{v}")
+    return Manifest(path=path, width=num(wcol), height=num(hcol), ids=text(want["id"]), files=files,
                     sha256=text(want["sha"]), formats=text(want["fmt"]), reasons=reasons)
 
 

@@ -112,3 +112,31 @@ def test_old_manifest_form_rebuilds_with_bare_names(meth, tmp_path):
     assert list(got["Image file"]) == [f"{i}.jpg" for i in got["ID"]]
     for _, row, image in load_every_row(tmp_path, "MetH-Period"):
         assert image.size == (row.iloc[WIDTH], row.iloc[HEIGHT])
+
+
+def test_our_own_readers_follow_the_bare_image_file(meth, tmp_path):
+    """lowres, stats (a sha256 overlap that hashes the files) and buckets read a built MetH CSV whose
+    `Image file` is the bare name, and an old-form copy (`data/<id>.jpg`) of it, to the same images."""
+    csv_path = meth.datasets / "MetH-Cultures" / "MetH-Cultures.csv"
+    table = pd.read_csv(csv_path)
+    assert not table["Image file"].str.contains("/").any()
+    bare = csv_path.with_name("bare-form.csv")  # no sha256 column: stats must open and hash every file
+    old = csv_path.with_name("old-form.csv")
+    table.drop(columns="sha256").to_csv(bare, index=False)
+    table.drop(columns="sha256").assign(**{"Image file": "data/" + table["Image file"]}).to_csv(old, index=False)
+    try:
+        for src, out in ((csv_path, tmp_path / "lr-new"), (old, tmp_path / "lr-old")):
+            proc = run_cli("lowres", src, "--out", out, "--scales", 2, "--workers", 1, "--strict")
+            assert proc.returncode == 0, proc.stderr
+            assert sorted(p.name for p in (out / "X2").iterdir()) == sorted(
+                f.replace(".jpg", ".png") for f in table["Image file"])
+        proc = run_cli("stats", csv_path, bare, old, "--overlap-by", "sha256", "--no-figure", "--sample", 0,
+                       "--out", tmp_path / "st")
+        assert proc.returncode == 0, proc.stderr
+        overlap = pd.read_csv(tmp_path / "st" / "overlap.csv")
+        assert len(overlap) == 6 and (overlap["percent"] == 100.0).all(), overlap
+        proc = run_cli("buckets", csv_path, "--out", tmp_path / "plan" / "PLAN", "-K", 1, "-M", 2)
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        bare.unlink()
+        old.unlink()
