@@ -94,11 +94,14 @@ def encode(height: int, width: int, patches: Sequence[Patch]) -> bytes:
     patches = clip_patches(height, width, patches)
     row = width + 1  # the filter-type byte (0) then the pixels
     # Merge the patches' row intervals into bands of rows with content; each patch falls in one band.
+    # Bands closer than SMALL_ZERO bytes are merged too: compressing a short gap costs less than the
+    # extra pieces (on a 1500² canvas the whole image is then a band or two).
+    gap = SMALL_ZERO // row
     order = sorted(range(len(patches)), key=lambda i: patches[i][0])
     bands: list[list[int]] = []  # [top, bottom, patch indices...]
     for i in order:
         y, _, block = patches[i]
-        if bands and y < bands[-1][1]:
+        if bands and y < bands[-1][1] + gap:
             bands[-1][1] = max(bands[-1][1], y + block.shape[0])
             bands[-1].append(i)
         else:
@@ -115,7 +118,7 @@ def encode(height: int, width: int, patches: Sequence[Patch]) -> bytes:
         for i in sorted(members):  # paint order: a later patch covers an earlier one
             py, px, block = patches[i]
             band[py - top: py - top + block.shape[0], 1 + px: 1 + px + block.shape[1]] = block
-        data = memoryview(band).cast("B")
+        data = band  # C-contiguous: passed to the compressor as a flat buffer
         comp = _fast.compressobj(CONTENT_LEVEL, _fast.DEFLATED, -15)
         pieces.append(comp.compress(data) + comp.flush(_fast.Z_SYNC_FLUSH))
         adler = _fast.adler32(data, (b << 16) | a)
