@@ -31,8 +31,11 @@ from methbuild.synth.ultramnist import MAX_SIZE, MIN_SIZE, SPLITS, Options, gene
 @click.option("--board", type=click.Choice(["checker", "random"]), default="checker", show_default=True,
               help="Background board: alternating cells (the paper) or random cells (the reference code).")
 @click.option("--preview", is_flag=True, help="Also write DIR/preview.png, a contact sheet with the digit boxes.")
+@click.option("--only", "only", multiple=True, metavar="ID[,ID...]",
+              help="Regenerate just these images (ids from train.csv/test.csv), byte-identical to the full run "
+                   "with the same other options; the CSVs and summary are left as they are.")
 @scheduler_option
-def command(n, size, split, seed, out, workers, fmt, quality, mnist, board, preview) -> None:
+def command(n, size, split, seed, out, workers, fmt, quality, mnist, board, preview, only) -> None:
     """Generate UltraMNIST: 3–5 MNIST digits of extreme scale (14–2128 px at 4000²) whose sum
     (0–27) is the label, over XOR-ed circles, triangles and a sheared board.
 
@@ -47,6 +50,9 @@ def command(n, size, split, seed, out, workers, fmt, quality, mnist, board, prev
     opts = Options(n=n, size=size, splits=SPLITS if split == "both" else (split,), seed=seed, out=out,
                    workers=workers, fmt=fmt, quality=quality, mnist=str(mnist) if mnist else None,
                    board=board, preview=preview)
+    if only:
+        _regenerate(opts, only)
+        return
     summary = generate(opts)
     if summary["failures"]:
         for line in summary["failures"][:20]:
@@ -61,3 +67,17 @@ def command(n, size, split, seed, out, workers, fmt, quality, mnist, board, prev
     per = summary["seconds_per_rendered_image_per_worker"]
     click.echo(f"time: {summary['seconds']} s" + (f", {per} s per image per worker" if per else ""))
     click.echo(f"written: {out}/ (summary.json{', preview.png' if preview else ''})")
+
+
+def _regenerate(opts: Options, only: tuple[str, ...]) -> None:
+    from methbuild.errors import UserError
+    from methbuild.synth.ultramnist import regenerate_only
+
+    wanted = [w.strip() for item in only for w in item.split(",") if w.strip()]
+    bad = [w for w in wanted if not (len(w) == 10 and w.isascii() and w.isalpha() and w.islower())]
+    if bad or not wanted:
+        raise UserError(f"--only takes image ids like aecmixwxhb, comma-separated (got {', '.join(bad) or 'none'})")
+    result = regenerate_only(opts, wanted)
+    for path in result["regenerated"]:
+        click.echo(path)
+    click.echo(f"regenerated {len(result['regenerated'])} image(s) in {result['seconds']} s")
