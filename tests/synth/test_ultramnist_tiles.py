@@ -113,3 +113,18 @@ def test_size_limits_follow_the_format(tmp_path: Path):
     assert_user_error(run_cli("ultramnist", "--size", 20000, "--n", 1, "--out", out), "--size", "tiff")
     assert_user_error(run_cli("ultramnist", "--size", 100001, "--format", "tiff", "--out", out), "--size")
     assert_user_error(run_cli("ultramnist", "--size", 1024, "--format", "dz", "--preview", "--out", out), "--preview")
+
+
+def test_png_stream_with_rows_cut_into_several_stored_blocks(monkeypatch):
+    """Rows wider than one stored DEFLATE block (64 KiB: sides above 65,534) are cut; same pixels."""
+    import io
+
+    monkeypatch.setattr(um, "STORED_MAX", 700)  # a row (1 + 1300 bytes) becomes blocks of 700, 601
+    size = 1300
+    pool = load_pool(None, "test")
+    digits = um.plan_digits(1, "test", 2, 20, size, pool.indices_by_label(), pool.source_index)
+    bg, rng = um.plan_background(1, "test", 2, size, "random")
+    whole = um.render(digits, pool.images, bg, size, rng)
+    bg, rng = um.plan_background(1, "test", 2, size, "random")
+    data = b"".join(bytes(piece) for piece in um.banded_png_stream(digits, pool.images, bg, size, rng))
+    assert (np.asarray(Image.open(io.BytesIO(data))) == whole).all()
