@@ -759,6 +759,8 @@ def encode_banded(path: Path, digits: list[Digit], images: np.ndarray, bg: Backg
     import shutil
     import tempfile
 
+    for stale in path.parent.glob(f".{path.stem}.tmp-*"):  # a killed run's half-written pyramid (one run per folder)
+        shutil.rmtree(stale, ignore_errors=True)
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.stem}.tmp-", dir=path.parent))
     try:
         image.dzsave(str(tmpdir / path.stem), tile_size=TILE, overlap=0, suffix=f".jpeg[Q={quality}]")
