@@ -21,6 +21,7 @@ resumed run recomputes the rows of finished images without rendering them again.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import math
@@ -445,6 +446,8 @@ def validate(opts: Options) -> None:
         raise UserError(f"--format must be one of {', '.join(EXTENSIONS)} (got {opts.fmt!r})")
     if opts.preview and opts.fmt in BIG_FORMATS:
         raise UserError("--preview works with --format jpeg or png")
+    if opts.fmt in BIG_FORMATS and importlib.util.find_spec("pyvips") is None:
+        raise UserError(f"--format {opts.fmt} needs pyvips: pip install 'methbuild[vips]'")
     if opts.height is not None and not MIN_SIZE <= opts.height <= max_size:
         raise UserError(f"--height must be between {MIN_SIZE} and {max_size} with --format {opts.fmt} (got {opts.height})")
     if opts.height is not None and opts.preview:
