@@ -576,14 +576,34 @@ def generate(opts: Options) -> dict:
 # --------------------------------------------------------------------------- one image by its id
 
 
+def _id_indices(n: int, seed: int, split: str, wanted: list[str]) -> dict[str, int]:
+    """Index of each wanted id among :func:`image_ids` ``(n, seed, split)``, without building the n strings.
+
+    image_ids draws n rows of 9 letters at once and keeps them in order unless two rows repeat (odds
+    ~n²/10¹³); with no repeat, an id's index is its row. Otherwise it falls back to the full list.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SPLIT_KEY[split], 2**31 + 1)))
+    rows = rng.integers(0, 26, size=(n, 9))
+    codes = rows @ (26 ** np.arange(8, -1, -1))  # 26⁹ < 2⁶³: one integer per row
+    if len(np.unique(codes)) != n:  # pragma: no cover - astronomically rare
+        return {s: i for i, s in enumerate(image_ids(n, seed, split)) if s in set(wanted)}
+    found = {}
+    for w in wanted:
+        code = sum((ord(c) - ord("a")) * 26 ** (8 - k) for k, c in enumerate(w[1:]))
+        hit = np.flatnonzero(codes == code)
+        if hit.size:
+            found[w] = int(hit[0])
+    return found
+
+
 def locate_ids(opts: Options, wanted: list[str]) -> list[tuple[str, int, str]]:
     """(split, index, id) of each wanted id under ``opts`` (n, seed, splits); a UserError names unknown ones."""
     where: dict[str, tuple[str, int]] = {}
     for split in opts.splits:
-        if not any(w[:1] == "abcdefghijklmnopqrstuvwxyz"[SPLIT_KEY[split]] for w in wanted):
-            continue  # an id's first letter names its split (see image_ids)
-        for i, image_id in enumerate(image_ids(opts.n, opts.seed, split)):
-            where[image_id] = (split, i)
+        prefix = "abcdefghijklmnopqrstuvwxyz"[SPLIT_KEY[split]]  # an id's first letter names its split
+        mine = [w for w in wanted if w[:1] == prefix]
+        if mine:
+            where.update({w: (split, i) for w, i in _id_indices(opts.n, opts.seed, split, mine).items()})
     unknown = [w for w in wanted if w not in where]
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
@@ -607,7 +627,12 @@ def regenerate_only(opts: Options, wanted: list[str]) -> dict:
     out = ensure_writable_dir(opts.out, "--out folder")
     started = time.perf_counter()
     with folder_lock(out):
-        _check_identity(out, opts)
+        try:  # the marker is rewritten (with an fsync) only when it is missing or differs
+            same = json.loads((out / MARKER).read_text()) == opts.identity()
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            _check_identity(out, opts)
         paths = []
         for split, index, image_id in located:
             folder = out / split
