@@ -10,6 +10,14 @@ Prints, all measured in this one command:
   * peak RSS of a one-worker `methbuild ultramnist` process (target ≤ 300 MB).
 
     python benchmarks/bench_ultramnist.py [--images 24] [--quick]
+
+Beyond memory (``--size`` above 16,000, or any size with ``--format tiff|tiff-deflate|dz``):
+
+    python benchmarks/bench_ultramnist.py --size 50000 [--images 1] [--format tiff]
+
+prints seconds per image and peak RSS of a one-worker `methbuild ultramnist --format tiff` run
+(band-by-band rendering streamed into libvips), and the ratio to libvips writing a blank pyramid of
+the same size and options in the same run (the floor: tiling, JPEG and pyramid with nothing to draw).
 """
 
 from __future__ import annotations
@@ -140,11 +148,56 @@ def peak_rss_one_worker(n: int, out: Path) -> float:
     return int(line.split("=")[1]) / 1024
 
 
+def big_run(size: int, n: int, fmt: str, out: Path) -> tuple[float, float]:
+    """(seconds per image, peak RSS MiB) of a one-worker tiled run (the worker is the main process)."""
+    import json
+
+    cmd = [sys.executable, "-c", _HWM_WRAPPER, "ultramnist", "--n", str(n), "--size", str(size), "--split", "train",
+           "--workers", "1", "--format", fmt, "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(proc.stderr)
+    line = [ln for ln in proc.stderr.splitlines() if ln.startswith("VMHWM_KB=")][-1]
+    seconds = json.loads((out / "summary.json").read_text())["seconds"]
+    return seconds / n, int(line.split("=")[1]) / 1024
+
+
+def blank_pyramid(size: int, fmt: str, out: Path) -> float:
+    """Seconds for libvips to write a black image of the same size with the same tiling options."""
+    import pyvips
+
+    black = pyvips.Image.black(size, size).cast("uchar")
+    t0 = time.perf_counter()
+    if fmt == "dz":
+        black.dzsave(str(out / "blank"), tile_size=um.TILE, overlap=0, suffix=".jpeg[Q=75]")
+    else:
+        black.tiffsave(str(out / "blank.tif"), tile=True, tile_width=um.TILE, tile_height=um.TILE, pyramid=True,
+                       compression="jpeg" if fmt == "tiff" else "deflate", Q=75, predictor="none",
+                       bigtiff=size * size > 2**31)
+    return time.perf_counter() - t0
+
+
+def big_main(size: int, n: int, fmt: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        per_image, rss = big_run(size, n, fmt, tmp / "ours")
+        blank = blank_pyramid(size, fmt, tmp)
+    print(f"UltraMNIST {size}x{size}, --format {fmt}, one worker, {n} image(s)")
+    print(f"  ours:                           {per_image:.2f} s/image, peak RSS {rss:.0f} MiB (target <= 1536 MiB)")
+    print(f"  libvips blank pyramid (floor):  {blank:.2f} s             ours / floor = {per_image / blank:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=int, default=24, help="images per measurement")
+    ap.add_argument("--images", type=int, default=None, help="images per measurement [24; 1 with --size]")
     ap.add_argument("--quick", action="store_true", help="6 images per measurement")
+    ap.add_argument("--size", type=int, default=None, help="measure the tiled path at this side instead")
+    ap.add_argument("--format", default="tiff", choices=["tiff", "tiff-deflate", "dz"], help="tiled format (--size)")
     args = ap.parse_args()
+    if args.size:
+        big_main(args.size, args.images or 1, args.format)
+        return
+    args.images = args.images or 24
     n = 6 if args.quick else args.images
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -21,6 +21,7 @@ from methbuild.errors import UserError
 # command name -> module under methbuild.cli (one module per command).
 COMMANDS: dict[str, str] = {
     "ultramnist": "ultramnist",
+    "megapixel-mnist": "megapixel_mnist",
     "met": "met",
     "crawl": "crawl",
     "mirror": "mirror",

