@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "recipes": "recipes",
     "buckets": "buckets",
     "demo": "demo",
+    "export": "export",
 }
 
 
