@@ -16,10 +16,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
 from methbuild.errors import UserError
-from methbuild.export.source import Source, class_sort_key
+from methbuild.export.source import Source
 
 FORMATS = ("webdataset", "parquet", "imagefolder")
 FORMAT_VERSION = 1  # bump when a writer's bytes change, so reruns rewrite old shards
@@ -114,20 +112,24 @@ class ExportPlan:
         return sum(u.bytes for u in self.units)
 
 
+def _is_float(v: str) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except ValueError:
+        return False
+
+
 def _column_kinds(src: Source) -> list[tuple[str, str]]:
     """Each CSV column's type: int/float when the source declares it so and every non-empty value parses."""
     kinds = []
-    df = src.table
     for col in src.columns:
-        values = df[col].str.strip()
-        filled = values[values != ""]
+        filled = [r[col] for r in src.rows if r[col] != ""]
         kind = "str"
         if col in src.spec.int_cols or (col == src.spec.label_col and src.task == "regression"):
-            if filled.str.fullmatch(_INT).all():
+            if all(_INT.fullmatch(v) for v in filled):
                 kind = "int"
-        if col in src.spec.float_cols:
-            if pd.to_numeric(filled, errors="coerce").map(lambda v: math.isfinite(v)).all():
-                kind = "float"
+        if col in src.spec.float_cols and all(_is_float(v) for v in filled):
+            kind = "float"
         kinds.append((col, kind))
     for extra in src.extra_columns():
         kinds.append((extra, "str" if extra == "split" else "int"))
@@ -135,7 +137,6 @@ def _column_kinds(src: Source) -> list[tuple[str, str]]:
 
 
 def _typed(value: str, kind: str):
-    value = value.strip()
     if kind == "str":
         return value
     if value == "":
@@ -143,47 +144,48 @@ def _typed(value: str, kind: str):
     return int(value) if kind == "int" else float(value)
 
 
-def _sort_keys(keys: pd.Series) -> list[int]:
+def _key_order(keys: list[str]) -> list[int]:
     """Row positions in key order: numeric when every key is an integer, else text."""
-    if keys.str.fullmatch(_INT).all():
-        order = sorted(range(len(keys)), key=lambda i: int(keys.iat[i]))
-    else:
-        order = sorted(range(len(keys)), key=lambda i: keys.iat[i])
-    return order
+    if all(_INT.fullmatch(k) for k in keys):
+        return sorted(range(len(keys)), key=lambda i: int(keys[i]))
+    return sorted(range(len(keys)), key=lambda i: keys[i])
 
 
-def read_bucket_plan(path: str | os.PathLike) -> pd.DataFrame:
-    """A PLAN.csv of ``methbuild buckets`` (the path, or its prefix)."""
-    from methbuild.buckets.plan import plan_paths
+def read_bucket_plan(path: str | os.PathLike) -> list[dict]:
+    """The rows of a PLAN.csv of ``methbuild buckets`` (given as the CSV or as its prefix)."""
+    import csv
 
     csv_path = Path(path)
-    if csv_path.suffix.lower() != ".csv":
-        csv_path = plan_paths(path)[0]
+    if csv_path.suffix.lower() in (".json", ".png"):
+        csv_path = csv_path.with_suffix(".csv")
+    elif csv_path.suffix.lower() != ".csv":
+        csv_path = Path(f"{csv_path}.csv")
     if not csv_path.is_file():
         raise UserError(f"--plan {str(path)!r}: no such plan ({csv_path} does not exist); make one with "
                         "`methbuild buckets SRC --out PLAN`")
     try:
-        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UserError(f"--plan {str(csv_path)!r} cannot be read: {' '.join(str(exc).split())}") from None
+        with open(csv_path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            header = reader.fieldnames or []
+    except (csv.Error, UnicodeDecodeError, OSError) as exc:
+        raise UserError(f"--plan {str(csv_path)!r} cannot be read: {exc}") from None
     need = ["path", "width", "height", "bucket", "padded_width", "padded_height"]
-    missing = [c for c in need if c not in df.columns]
+    missing = [c for c in need if c not in header]
     if missing:
         raise UserError(f"--plan {str(csv_path)!r} is not a PLAN.csv of `methbuild buckets` "
                         f"(no column(s) {', '.join(missing)})")
-    return df
+    return rows
 
 
 class _PlanLookup:
     """Finds an image's row of a PLAN.csv: by ID when the plan has one, else by file name."""
 
-    def __init__(self, plan: pd.DataFrame, where: str):
-        self.where = where
+    def __init__(self, records: list[dict]):
         self.by_id: dict[str, dict] = {}
         self.by_name: dict[str, dict | None] = {}
-        records = plan.to_dict("records")
-        if "id" in plan.columns and plan["id"].ne("").all():
-            self.by_id = {str(r["id"]).strip(): r for r in records}
+        if records and all((r.get("id") or "").strip() for r in records):
+            self.by_id = {r["id"].strip(): r for r in records}
         for r in records:
             name = os.path.basename(str(r["path"]).replace("\\", "/"))
             self.by_name[name] = None if name in self.by_name else r  # None: ambiguous
@@ -198,8 +200,6 @@ def make_plan(src: Source, fmt: str, out: str | os.PathLike, *, splits: list[str
               shard_size: int = 10_000, shard_bytes: int = 10**9, bucket_plan: str | os.PathLike | None = None,
               row_group_bytes: int = ROW_GROUP_BYTES) -> ExportPlan:
     """Check the request against the source and cut it into units of work (see the module notes)."""
-    from methbuild.io.imageinfo import probe
-
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}: choose from {', '.join(FORMATS)}")
     if shard_size < 1:
@@ -216,12 +216,11 @@ def make_plan(src: Source, fmt: str, out: str | os.PathLike, *, splits: list[str
         chosen = list(dict.fromkeys(splits))
     else:
         chosen = present
-    lookup = _PlanLookup(read_bucket_plan(bucket_plan), str(bucket_plan)) if bucket_plan else None
+    lookup = _PlanLookup(read_bucket_plan(bucket_plan)) if bucket_plan else None
 
     spec = src.spec
     kinds = _column_kinds(src)
     kind_of = dict(kinds)
-    df = src.table
     out = os.path.abspath(out)
     classes = tuple(src.classes)
     class_index = {c: i for i, c in enumerate(classes)}
@@ -231,20 +230,20 @@ def make_plan(src: Source, fmt: str, out: str | os.PathLike, *, splits: list[str
     mismatched: list[str] = []
     per_split: dict[str, list[Sample]] = {}
     for split in chosen:
-        rows = df[df["_split"] == split].reset_index(drop=True)
-        keys = rows[spec.id_col].str.strip()
-        bad = keys[(keys == "") | keys.str.contains(r"[./\\\s]", regex=True)]
-        if len(bad):
+        records = [r for r in src.rows if r["_split"] == split]
+        keys = [r[spec.id_col] for r in records]
+        bad = [k for k in keys if k == "" or re.search(r"[./\\\s]", k)]
+        if bad:
             raise UserError(f"{src.name}: {len(bad)} sample id(s) are empty or hold '.', '/', or spaces "
-                            f"(e.g. {bad.iloc[0]!r}); a WebDataset key cannot")
-        dup = keys[keys.duplicated()]
-        if len(dup):
-            raise UserError(f"{src.name}: id {dup.iloc[0]!r} appears twice in split {split!r}")
+                            f"(e.g. {bad[0]!r}); a WebDataset key cannot")
+        if len(set(keys)) != len(keys):
+            seen_keys: set[str] = set()
+            dup = next(k for k in keys if k in seen_keys or seen_keys.add(k))
+            raise UserError(f"{src.name}: id {dup!r} appears twice in split {split!r}")
         samples = []
-        records = rows.to_dict("records")
-        for i in _sort_keys(keys):
+        for i in _key_order(keys):
             r = records[i]
-            key = keys.iat[i]
+            key = keys[i]
             path = r["_path"]
             try:
                 st = os.stat(path)
@@ -257,10 +256,12 @@ def make_plan(src: Source, fmt: str, out: str | os.PathLike, *, splits: list[str
             if ext is None:
                 unknown_format.append(path)
                 continue
-            fields = {col: _typed(str(r[col]), kind_of[col]) for col in src.columns}
+            fields = {col: _typed(r[col], kind_of[col]) for col in src.columns}
             w = fields.get(spec.width_col) if spec.width_col else None
             h = fields.get(spec.height_col) if spec.height_col else None
             if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
+                from methbuild.io.imageinfo import probe
+
                 try:
                     info = probe(path)
                 except ValueError as exc:
@@ -273,7 +274,7 @@ def make_plan(src: Source, fmt: str, out: str | os.PathLike, *, splits: list[str
                 fields["width"] = w
             if spec.height_col is None:
                 fields["height"] = h
-            label = str(r[spec.label_col]).strip() if spec.label_col else None
+            label = r[spec.label_col] if spec.label_col else None
             if src.task == "classification":
                 label_value = class_index[label]
             elif src.task == "regression":
@@ -287,12 +288,12 @@ def make_plan(src: Source, fmt: str, out: str | os.PathLike, *, splits: list[str
                 if row is None:
                     not_planned.append(key)
                     continue
-                if (str(row["width"]), str(row["height"])) != (str(w), str(h)):
+                if (row["width"].strip(), row["height"].strip()) != (str(w), str(h)):
                     mismatched.append(f"{key} ({w}x{h} here, {row['width']}x{row['height']} in the plan)")
                     continue
                 bucket = int(row["bucket"])
                 fields["bucket"] = bucket
-                if "super_bucket" in row:
+                if row.get("super_bucket"):
                     fields["super_bucket"] = int(row["super_bucket"])
                 fields["padded_width"] = int(row["padded_width"])
                 fields["padded_height"] = int(row["padded_height"])
@@ -314,7 +315,6 @@ def make_plan(src: Source, fmt: str, out: str | os.PathLike, *, splits: list[str
     if lookup is not None:
         kinds += [(c, "int") for c in ("bucket", "super_bucket", "padded_width", "padded_height")
                   if any(c in s.fields for ss in per_split.values() for s in ss[:1])]
-    names = {s.file_name for ss in per_split.values() for s in ss}
     if fmt == "imagefolder":
         for split, ss in per_split.items():
             seen: set[str] = set()
@@ -322,7 +322,6 @@ def make_plan(src: Source, fmt: str, out: str | os.PathLike, *, splits: list[str
                 if s.file_name in seen or s.file_name == "metadata.csv":
                     raise UserError(f"{src.name}: two images of split {split!r} share the file name {s.file_name!r}")
                 seen.add(s.file_name)
-    del names
 
     units = []
     for split in chosen:
@@ -368,7 +367,3 @@ def shard_name(fmt: str, name: str, split: str, i: int, n: int) -> str:
     if fmt == "parquet":
         return f"{split}/{split}-{i:05d}-of-{n:05d}.parquet"
     return f"{split}/.links-{i:06d}"  # imagefolder: a batch of links, known by its done record only
-
-
-def class_names_sorted(labels) -> list[str]:
-    return sorted(set(labels), key=class_sort_key)

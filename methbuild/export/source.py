@@ -17,12 +17,11 @@ and sniffs the files.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pandas as pd
 
 from methbuild.errors import UserError
 from methbuild.io.meth_csv import resolve_image_file
@@ -61,14 +60,14 @@ class Source:
     name: str
     root: Path
     spec: SourceKind
-    table: pd.DataFrame  # CSV columns as written (text), then _split, _path
+    rows: list[dict]  # CSV columns as written (text), then _split, _path
     columns: list[str]  # the CSV's columns, in order
     task: str  # classification | regression | none
     classes: list[str] = field(default_factory=list)  # sorted class names (classification)
 
     @property
     def splits(self) -> list[str]:
-        present = set(self.table["_split"])
+        present = {r["_split"] for r in self.rows}
         return [s for s in SPLIT_ORDER if s in present] + sorted(present - set(SPLIT_ORDER))
 
     def extra_columns(self) -> list[str]:
@@ -81,20 +80,33 @@ class Source:
         return extra
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path) -> tuple[list[str], list[dict]]:
+    """The header and the rows (text, stripped) of a CSV; a UserError when it cannot be read."""
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if not header:
+                raise UserError(f"{str(path)!r} is empty")
+            rows = []
+            for line, values in enumerate(reader, start=2):
+                if not values:
+                    continue
+                if len(values) != len(header):
+                    raise UserError(f"{str(path)!r} line {line}: {len(values)} values for {len(header)} columns")
+                rows.append({k: v.strip() for k, v in zip(header, values)})
     except UnicodeDecodeError:
         raise UserError(f"{str(path)!r} is not UTF-8; export it as UTF-8 CSV") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
-        raise UserError(f"cannot read {str(path)!r}: {' '.join(str(exc).split())}") from None
+    except (csv.Error, OSError) as exc:
+        raise UserError(f"cannot read {str(path)!r}: {exc}") from None
+    return header, rows
 
 
-def _require(df: pd.DataFrame, path: Path, cols) -> None:
-    missing = [c for c in cols if c and c not in df.columns]
+def _require(header: list[str], path: Path, cols) -> None:
+    missing = [c for c in cols if c and c not in header]
     if missing:
         raise UserError(f"{str(path)!r} has no column(s) {', '.join(map(repr, missing))}; "
-                        f"its columns: {', '.join(df.columns)}")
+                        f"its columns: {', '.join(header)}")
 
 
 def class_sort_key(name: str):
@@ -126,54 +138,59 @@ def open_source(src: str | os.PathLike) -> Source:
 
 
 def _meth(csv_path: Path) -> Source:
-    df = _read_csv(csv_path)
+    header, rows = _read_csv(csv_path)
     spec = METH
-    _require(df, csv_path, (spec.id_col, spec.label_col, spec.file_col, spec.split_col))
+    _require(header, csv_path, (spec.id_col, spec.label_col, spec.file_col, spec.split_col))
     csv_dir = csv_path.parent.resolve()
-    df["_split"] = df[spec.split_col].str.strip()
-    df["_path"] = [str(resolve_image_file(csv_dir, v)) for v in df[spec.file_col]]
-    labels = df[spec.label_col].str.strip()
-    if len(df) and labels.eq("").all():
+    for r in rows:
+        r["_split"] = r[spec.split_col]
+        r["_path"] = str(resolve_image_file(csv_dir, r[spec.file_col]))
+    labels = [r[spec.label_col] for r in rows]
+    if rows and all(v == "" for v in labels):
         task = "none"
-    elif len(df) and labels.str.fullmatch(r"-?\d+").all():
+    elif rows and all(_INT.fullmatch(v) for v in labels):
         task = "regression"
     else:
         task = "classification"
-        if labels.eq("").any():
-            first = df.loc[labels.eq(""), spec.id_col].iloc[0]
-            raise UserError(f"{str(csv_path)!r}: {int(labels.eq('').sum())} row(s) have no Label (e.g. ID {first}) "
+        empty = [r[spec.id_col] for r in rows if r[spec.label_col] == ""]
+        if empty:
+            raise UserError(f"{str(csv_path)!r}: {len(empty)} row(s) have no Label (e.g. ID {empty[0]}) "
                             "in a classification dataset")
     classes = sorted(set(labels), key=class_sort_key) if task == "classification" else []
-    return Source(csv_path.stem, csv_dir, spec, df, list(df.columns[:-2]), task, classes)
+    return Source(csv_path.stem, csv_dir, spec, rows, header, task, classes)
 
 
 def _ultramnist(folder: Path) -> Source:
     spec = ULTRAMNIST
-    parts = []
+    root = folder.resolve()
+    rows: list[dict] = []
+    header: list[str] = []
     for split in ("train", "test"):
         path = folder / f"{split}.csv"
         if not path.is_file():
             continue
-        df = _read_csv(path)
-        _require(df, path, (spec.id_col, spec.label_col))
-        df["_split"] = split
-        df["_path"] = [str((folder / split / f"{i}.jpeg").resolve()) for i in df[spec.id_col]]
-        parts.append(df)
-    df = pd.concat(parts, ignore_index=True)
-    bad = ~df[spec.label_col].str.fullmatch(r"\d+")
-    if bad.any():
-        raise UserError(f"{str(folder)!r}: digit_sum {df.loc[bad, spec.label_col].iloc[0]!r} is not a number")
-    classes = sorted(set(ULTRAMNIST_CLASSES) | set(df[spec.label_col]), key=class_sort_key)
-    return Source(folder.resolve().name, folder.resolve(), spec, df, list(df.columns[:-2]), "classification", classes)
+        cols, part = _read_csv(path)
+        _require(cols, path, (spec.id_col, spec.label_col))
+        header = header or cols
+        for r in part:
+            if not re.fullmatch(r"\d+", r[spec.label_col]):
+                raise UserError(f"{str(path)!r}: digit_sum {r[spec.label_col]!r} of id {r[spec.id_col]!r} "
+                                "is not a number")
+            r["_split"] = split
+            r["_path"] = str(root / split / f"{r[spec.id_col]}.jpeg")
+        rows += part
+    classes = sorted(set(ULTRAMNIST_CLASSES) | {r[spec.label_col] for r in rows}, key=class_sort_key)
+    return Source(root.name, root, spec, rows, header, "classification", classes)
 
 
 def _crawl(folder: Path) -> Source:
     spec = CRAWL
     path = folder / "objects.csv"
-    df = _read_csv(path)
-    _require(df, path, (spec.id_col, spec.file_col, "status"))
-    df = df[df["status"] == "downloaded"].reset_index(drop=True)
+    header, rows = _read_csv(path)
+    _require(header, path, (spec.id_col, spec.file_col, "status"))
     root = folder.resolve()
-    df["_split"] = "train"
-    df["_path"] = [str(root / v) if not os.path.isabs(v) else v for v in df[spec.file_col]]
-    return Source(root.name, root, spec, df, list(df.columns[:-2]), "none")
+    rows = [r for r in rows if r["status"] == "downloaded"]
+    for r in rows:
+        r["_split"] = "train"
+        r["_path"] = r[spec.file_col] if os.path.isabs(r[spec.file_col]) else str(root / r[spec.file_col])
+    return Source(root.name, root, spec, rows, header, "none")

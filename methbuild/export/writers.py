@@ -63,12 +63,17 @@ def copy_exact(src_path: str, dst_fd: int, size: int) -> None:
             left -= n
 
 
-def read_exact(path: str, size: int) -> bytes:
-    with open(path, "rb") as fh:
-        data = fh.read(size + 1)
-    if len(data) != size:
-        raise SourceChanged(f"{path} changed size since the export was planned; rerun")
-    return data
+def read_into(path: str, view: memoryview) -> None:
+    """Fill ``view`` with the whole of ``path`` (which must be exactly that long)."""
+    with open(path, "rb", buffering=0) as fh:
+        got = 0
+        while got < len(view):
+            n = fh.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        if got != len(view) or fh.read(1):
+            raise SourceChanged(f"{path} changed size since the export was planned; rerun")
 
 
 class _AtomicFile:
@@ -197,12 +202,12 @@ class ParquetWriter:
         # Images are already compressed and unique: no compression, dictionary or min/max statistics for them.
         self._writer = pq.ParquetWriter(self._file.tmp, self.schema, compression="none", use_dictionary=small,
                                         write_statistics=small, store_schema=True)
-        self._buf: list[tuple[bytes, Sample]] = []
+        self._buf: list[Sample] = []
         self._buf_bytes = 0
         self.rows: list[dict] = []
 
     def write(self, s: Sample) -> None:
-        self._buf.append((read_exact(s.path, s.size), s))
+        self._buf.append(s)
         self._buf_bytes += s.size
         self.rows.append({"shard": self.final.as_posix(), "key": s.key, "split": s.split})
         if self._buf_bytes >= self.row_group_bytes:
@@ -213,14 +218,28 @@ class ParquetWriter:
 
         if not self._buf:
             return
-        cols: dict = {"image": pa.array([{"bytes": b, "path": s.file_name} for b, s in self._buf],
-                                        type=self.schema.field("image").type)}
-        if "label" in self.schema.names:
-            cols["label"] = pa.array([s.label_value for _, s in self._buf], type=pa.int64())
-        for col, _ in self.columns:
-            cols[col] = pa.array([s.fields.get(col) for _, s in self._buf], type=self.schema.field(col).type)
-        table = pa.table(cols, schema=self.schema)
+        samples, total = self._buf, self._buf_bytes
         self._buf, self._buf_bytes = [], 0
+        if total >= 2**31:  # a row group is ~100 MB; only one image over 2 GiB could get here
+            raise ValueError(f"{samples[0].path}: an image of 2 GiB or more does not fit a Parquet binary value")
+        # The files are read straight into one Arrow buffer: no Python bytes object, no copy into Arrow.
+        data = pa.allocate_buffer(total)
+        view = memoryview(data)
+        offsets = [0]
+        for s in samples:
+            read_into(s.path, view[offsets[-1]:offsets[-1] + s.size])
+            offsets.append(offsets[-1] + s.size)
+        del view
+        image_type = self.schema.field("image").type
+        blobs = pa.BinaryArray.from_buffers(pa.binary(), len(samples),
+                                            [None, pa.array(offsets, type=pa.int32()).buffers()[1], data])
+        names = pa.array([s.file_name for s in samples], type=pa.string())
+        cols: dict = {"image": pa.StructArray.from_arrays([blobs, names], fields=list(image_type))}
+        if "label" in self.schema.names:
+            cols["label"] = pa.array([s.label_value for s in samples], type=pa.int64())
+        for col, _ in self.columns:
+            cols[col] = pa.array([s.fields.get(col) for s in samples], type=self.schema.field(col).type)
+        table = pa.table(cols, schema=self.schema)
         self._writer.write_table(table, row_group_size=table.num_rows)
 
     def close(self) -> None:
