@@ -13,7 +13,7 @@ fsync of its archive, for the like-for-like figure.
 
 Targets (issue 14): webdataset ≥ 80% of ``tar cf``, parquet ≥ 50%, peak RSS ≤ 2 × --shard-bytes + 200 MB.
 
-    .venv/bin/python benchmarks/bench_export.py                 # 40 images (~650 MB), 2 rounds
+    .venv/bin/python benchmarks/bench_export.py                 # 80 images (~1.3 GB), 2 rounds
     .venv/bin/python benchmarks/bench_export.py --n 100 --rounds 3 --shard-bytes 512MB
 """
 
@@ -96,7 +96,7 @@ def _timed(cmd: list[str], env: dict | None = None) -> tuple[float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=40, help="images (5–30 MB each) [40]")
+    ap.add_argument("--n", type=int, default=80, help="images (5–30 MB each) [80, ~1.3 GB]")
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best is reported [2]")
     ap.add_argument("--shard-bytes", default="256MB", help="--shard-bytes of the exports [256MB]")
     ap.add_argument("--workers", type=int, default=None, help="--workers of the exports [CPU count]")

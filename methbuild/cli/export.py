@@ -53,8 +53,8 @@ class ByteSize(click.ParamType):
               help="A PLAN.csv of `methbuild buckets` made from the same images: adds bucket and padded "
                    "shape to each sample (and to index.parquet).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Shards written at once, each by its own process [default: CPU count]. Output is "
-                   "byte-identical for any value.")
+              help="Shards written at once, each by its own process [default: 1: copying is disk-bound; "
+                   "more pays on fast or parallel storage]. Output is byte-identical for any value.")
 @scheduler_option
 def command(src, fmt, out, splits, shard_size, shard_bytes, bucket_plan, workers) -> None:
     """Export SRC to the formats training code reads, with every image's original bytes (never re-encoded).

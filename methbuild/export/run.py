@@ -30,7 +30,6 @@ from methbuild.io.atomic import atomic_path, atomic_write_text, clean_stale_temp
 RECORDS_DIR = ".methbuild-export"
 EXPORT_JSON = "export.json"
 INDEX = "index.parquet"
-POOL_WORTH_BYTES = 256 * 10**6  # automatic --workers: one process below this many bytes to write
 
 
 class ExportFailed(UserError):
@@ -169,11 +168,9 @@ def export(src: str | os.PathLike, fmt: str, out: str | os.PathLike, *, splits: 
         removed = _remove_stale(out, plan)
         todo = [u for u in plan.units if not _is_complete(u, _load_record(_record_path(out, u.name)))]
         if workers is None:
-            # A process pool costs seconds to start: worth it only for more than one shard of real size.
-            from methbuild.executor import default_workers
-
-            big = sum(u.bytes for u in todo) >= POOL_WORTH_BYTES
-            workers = min(default_workers(), len(todo)) if big else 1
+            # Copying is disk-bound: on one disk a second process only adds its start-up and seeks
+            # (measured in benchmarks/bench_export.py); --workers N or --scheduler spread shards out.
+            workers = 1
         failures: list[str] = []
         done_bytes = 0
         with tqdm(total=sum(u.bytes for u in todo), desc=f"export {fmt}", unit="B", unit_scale=True,

