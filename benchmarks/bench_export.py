@@ -45,27 +45,38 @@ def _noise_jpeg(path: Path, w: int, h: int, seed: int) -> None:
 
 
 def ensure_dataset(n: int) -> Path:
-    """``CACHE/n<N>/MetH-Bench/`` with N JPEGs of 5–30 MB and a MetH CSV (made once)."""
+    """``CACHE/n<N>/MetH-Bench/`` with N JPEGs of 5–30 MB and a MetH CSV.
+
+    The images are made once into ``CACHE/images/`` (image i is a function of i alone, so a bigger N
+    reuses the smaller run's files) and hard-linked into each dataset folder.
+    """
     folder = CACHE / f"n{n}" / NAME
     done = folder / ".complete"
     if done.exists():
         return folder
+    images = CACHE / "images"
+    images.mkdir(parents=True, exist_ok=True)
     (folder / "data").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
     rows = []
     t0 = time.perf_counter()
     for i in range(n):
         oid = 100000 + i
+        rng = np.random.default_rng(oid)
         mp = rng.uniform(2.5, 14.0)  # noise at Q95: ~2.1 bytes per pixel → 5–30 MB
         aspect = rng.uniform(0.5, 2.0)
         w, h = int((mp * 1e6 * aspect) ** 0.5), int((mp * 1e6 / aspect) ** 0.5)
+        cached = images / f"{oid}.jpg"
+        if not cached.exists():
+            _noise_jpeg(cached.with_suffix(".tmp.jpg"), w, h, oid)
+            cached.with_suffix(".tmp.jpg").rename(cached)
         path = folder / "data" / f"{oid}.jpg"
-        _noise_jpeg(path, w, h, oid)
+        if not path.exists():
+            os.link(cached, path)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         split = "train" if i % 10 < 8 else ("validation" if i % 10 == 8 else "test")
         rows.append([oid, ["Gold", "Silver", "Silk", "Wood"][i % 4], f"{oid}.jpg", w, h, w * h,
                      round(w / h, 6), split, f"bench.{i}", "", digest])
-        print(f"\rmade {i + 1}/{n} images ({time.perf_counter() - t0:.0f} s)", end="", file=sys.stderr)
+        print(f"\rimages {i + 1}/{n} ({time.perf_counter() - t0:.0f} s)", end="", file=sys.stderr)
     print(file=sys.stderr)
     with open(folder / f"{NAME}.csv", "w", newline="") as fh:
         wr = csv.writer(fh, lineterminator="\n")

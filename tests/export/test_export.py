@@ -358,3 +358,34 @@ def test_image_file_paths_in_both_forms_resolve(tmp_path):
     _export(src, "--to", "imagefolder", "--out", out)
     assert sorted(p.name for p in out.glob("*/*.jpg")) == sorted(f"{k}.jpg" for k in rows)
     assert hashlib.sha256((out / "train" / "1000.jpg").read_bytes()).hexdigest() == rows["1000"]["sha256"]
+
+
+def test_dask_scheduler_writes_the_same_bytes(tmp_path):
+    src = make_meth(tmp_path)
+    _export(src, "--to", "webdataset", "--out", tmp_path / "a", "--shard-size", 4)
+    _export(src, "--to", "webdataset", "--out", tmp_path / "b", "--shard-size", 4, "--scheduler", "local:2")
+    a, b = _tree_bytes(tmp_path / "a"), _tree_bytes(tmp_path / "b")
+    assert len(a) >= 4 and a == b
+
+
+def test_interrupted_run_leftovers_are_redone(tmp_path):
+    """A temp file of a killed run is removed; a shard renamed but never recorded is written again."""
+    src = make_meth(tmp_path)
+    out = tmp_path / "wds"
+    _export(src, "--to", "webdataset", "--out", out, "--shard-size", 3)
+    digests = _tree_bytes(out)
+    stale = out / ".MetH-Test-train-000002.tar.tmp-killed"
+    stale.write_bytes(b"half a shard")
+    next((out / ".methbuild-export").glob("MetH-Test-train-000000.tar.json")).unlink()
+    proc = _export(src, "--to", "webdataset", "--out", out, "--shard-size", 3)
+    assert "1 written, 4 kept" in proc.stdout
+    assert not stale.exists() and _tree_bytes(out) == digests
+
+
+def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
+    from methbuild.io.lock import folder_lock
+
+    src = make_meth(tmp_path)
+    out = tmp_path / "wds"
+    with folder_lock(out, "another export"):
+        assert_user_error(_export(src, "--to", "webdataset", "--out", out, ok=False), "in use")
