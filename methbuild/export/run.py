@@ -1,7 +1,7 @@
 """``methbuild export`` end to end: plan, skip what a previous run finished, write shards in parallel, index.
 
-Resume. After a shard is renamed into place its worker writes a small *done record*
-(``DIR/.methbuild-export/<shard>.json``): the fingerprint of the unit it was made from (every
+Resume. After a shard is renamed into place and fsynced (:func:`seal`, while the next shard is being
+written) the run stores a small *done record* (``DIR/.methbuild-export/<shard>.json``): the fingerprint of the unit it was made from (every
 sample's key, path, size, mtime and fields, the format version and options), the file's size and
 mtime, and its index rows. A rerun keeps a shard only when its record's fingerprint equals the new
 plan's and the file on disk still has the recorded size and mtime; anything else is written again.
@@ -52,7 +52,7 @@ def _writer(unit: Unit):
 
 
 def write_unit(unit: Unit) -> dict:
-    """Write one shard (temp name, then rename) and its done record; return the record."""
+    """Write one shard (temp name, then rename); return its done record, for :func:`seal` to store."""
     writer = _writer(unit)
     try:
         for s in unit.samples:
@@ -67,10 +67,26 @@ def write_unit(unit: Unit) -> dict:
     if unit.fmt != "imagefolder":
         st = os.stat(Path(unit.out) / unit.name)
         record["size"], record["mtime_ns"] = st.st_size, st.st_mtime_ns
-    path = _record_path(Path(unit.out), unit.name)
+    return record
+
+
+def seal(out: Path, record: dict) -> None:
+    """Make a written shard durable (fsync), then store its done record: only then does a rerun keep it.
+
+    A run killed between a shard's rename and its seal leaves a shard without a record, which the
+    rerun writes again; so a record never names a shard that a power cut could have left unwritten.
+    """
+    shard = out / record["name"]
+    # The shard's data (not for imagefolder: links), then its folder (the rename), then the record.
+    for path in ([shard] if record["format"] != "imagefolder" else []) + [shard.parent]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    path = _record_path(out, record["name"])
     path.parent.mkdir(exist_ok=True)
     atomic_write_text(path, json.dumps(record) + "\n", fsync=False)
-    return record
 
 
 def _load_record(path: Path) -> dict | None:
@@ -173,14 +189,20 @@ def export(src: str | os.PathLike, fmt: str, out: str | os.PathLike, *, splits: 
             workers = 1
         failures: list[str] = []
         done_bytes = 0
+        unsealed: list[dict] = []  # written, renamed; sealed once the next shard is under way
         with tqdm(total=sum(u.bytes for u in todo), desc=f"export {fmt}", unit="B", unit_scale=True,
                   disable=not progress or None, dynamic_ncols=True) as bar:
             for res in iter_tasks(write_unit, todo, workers=workers):
                 if res.ok:
+                    for rec in unsealed:
+                        seal(out, rec)
+                    unsealed = [res.value]
                     done_bytes += res.item.bytes
                     bar.update(res.item.bytes)
                 else:
                     failures.append(f"{res.item.name}: {res.error}")
+            for rec in unsealed:
+                seal(out, rec)
         if failures:
             raise ExportFailed(f"{len(failures)} of {len(todo)} shard(s) failed, e.g. {failures[0]}; the others "
                                "are kept: rerun the same command to retry")
