@@ -1,7 +1,7 @@
 """``methbuild export`` end to end: plan, skip what a previous run finished, write shards in parallel, index.
 
-Resume. After a shard is renamed into place and fsynced (:func:`seal`, while the next shard is being
-written) the run stores a small *done record* (``DIR/.methbuild-export/<shard>.json``): the fingerprint of the unit it was made from (every
+Resume. After a shard is renamed into place and fsynced (:func:`seal`, in a thread while the next
+shard is being written) the run stores a small *done record* (``DIR/.methbuild-export/<shard>.json``): the fingerprint of the unit it was made from (every
 sample's key, path, size, mtime and fields, the format version and options), the file's size and
 mtime, and its index rows. A rerun keeps a shard only when its record's fingerprint equals the new
 plan's and the file on disk still has the recorded size and mtime; anything else is written again.
@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from methbuild.errors import UserError
 from methbuild.export.plan import ROW_GROUP_BYTES, FORMAT_VERSION, ExportPlan, Unit, make_plan
 from methbuild.export.source import SPLIT_ORDER, open_source
-from methbuild.export.writers import ImageFolderWriter, ParquetWriter, WebDatasetWriter
+from methbuild.export.writers import ImageFolderWriter, ParquetWriter, WebDatasetWriter, drop_from_cache
 from methbuild.io.atomic import atomic_path, atomic_write_text, clean_stale_temps, ensure_writable_dir
 
 RECORDS_DIR = ".methbuild-export"
@@ -75,6 +77,7 @@ def seal(out: Path, record: dict) -> None:
 
     A run killed between a shard's rename and its seal leaves a shard without a record, which the
     rerun writes again; so a record never names a shard that a power cut could have left unwritten.
+    The sealed shard's pages are dropped from the page cache (written once, read by someone else later).
     """
     shard = out / record["name"]
     # The shard's data (not for imagefolder: links), then its folder (the rename), then the record.
@@ -82,11 +85,17 @@ def seal(out: Path, record: dict) -> None:
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
+            if path == shard:
+                drop_from_cache(fd)
         finally:
             os.close(fd)
     path = _record_path(out, record["name"])
     path.parent.mkdir(exist_ok=True)
     atomic_write_text(path, json.dumps(record) + "\n", fsync=False)
+
+
+def _import_pyarrow() -> None:
+    import pyarrow.parquet  # noqa: F401
 
 
 def _load_record(path: Path) -> dict | None:
@@ -189,20 +198,23 @@ def export(src: str | os.PathLike, fmt: str, out: str | os.PathLike, *, splits: 
             workers = 1
         failures: list[str] = []
         done_bytes = 0
-        unsealed: list[dict] = []  # written, renamed; sealed once the next shard is under way
-        with tqdm(total=sum(u.bytes for u in todo), desc=f"export {fmt}", unit="B", unit_scale=True,
-                  disable=not progress or None, dynamic_ncols=True) as bar:
+        if fmt == "webdataset":  # index.parquet needs pyarrow at the end: import it while the shards copy
+            threading.Thread(target=_import_pyarrow, daemon=True).start()
+        # Sealing (fsync, record) runs in one thread, in order, while the next shard is being written:
+        # the disk writes one shard as the next is copied (both calls release the GIL).
+        with ThreadPoolExecutor(max_workers=1) as sealer, \
+                tqdm(total=sum(u.bytes for u in todo), desc=f"export {fmt}", unit="B", unit_scale=True,
+                     disable=not progress or None, dynamic_ncols=True) as bar:
+            sealing = []
             for res in iter_tasks(write_unit, todo, workers=workers):
                 if res.ok:
-                    for rec in unsealed:
-                        seal(out, rec)
-                    unsealed = [res.value]
+                    sealing.append(sealer.submit(seal, out, res.value))
                     done_bytes += res.item.bytes
                     bar.update(res.item.bytes)
                 else:
                     failures.append(f"{res.item.name}: {res.error}")
-            for rec in unsealed:
-                seal(out, rec)
+            for fut in sealing:
+                fut.result()
         if failures:
             raise ExportFailed(f"{len(failures)} of {len(todo)} shard(s) failed, e.g. {failures[0]}; the others "
                                "are kept: rerun the same command to retry")

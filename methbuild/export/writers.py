@@ -63,30 +63,20 @@ def copy_exact(src_path: str, dst_fd: int, size: int) -> None:
             left -= n
 
 
-def start_writeback(path: str | os.PathLike) -> None:
-    """Ask the kernel to start writing ``path`` to disk now, without waiting (and to drop it from the cache).
-
-    Without it a shard sits in the page cache until memory pressure or the 30 s expiry, and the fsync
-    that later seals it (:func:`methbuild.export.run.seal`) would do all the writing while the next
-    shard waits. ``POSIX_FADV_DONTNEED`` starts writeback of the dirty pages and drops the clean ones:
-    a shard is written once and read by someone else later.
-    """
-    if not hasattr(os, "posix_fadvise"):
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def drop_from_cache(fd: int) -> None:
+    """Drop a sealed shard's clean pages from the page cache: it is written once and read elsewhere later."""
+    if hasattr(os, "posix_fadvise"):
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
 
 
 class _AtomicFile:
     """The temporary file of one shard: renamed to its final name on commit, removed on abort.
 
-    No fsync here: the run seals each shard (fsync, then its done record) once the next one is under
-    way, so the disk writes one shard while the next is copied (see methbuild.export.run).
+    No fsync here: the run seals each shard (fsync, then its done record) in a thread while the next
+    shard is copied, so the disk writes one shard while the next is made (see methbuild.export.run).
     """
 
     def __init__(self, final: Path):
@@ -95,7 +85,6 @@ class _AtomicFile:
         self.tmp = self._stack.enter_context(atomic_path(final, fsync=False))
 
     def commit(self) -> None:
-        start_writeback(self.tmp)
         self._stack.close()
 
     def abort(self, exc: BaseException | None = None) -> None:
