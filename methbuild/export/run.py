@@ -95,7 +95,10 @@ def seal(out: Path, record: dict) -> None:
 
 
 def _import_pyarrow() -> None:
+    import pyarrow as pa
     import pyarrow.parquet  # noqa: F401
+
+    pa.array([0], type=pa.int64())  # pyarrow imports pandas on its first array (0.3 s): here, not at the end
 
 
 def _load_record(path: Path) -> dict | None:
