@@ -138,8 +138,7 @@ def _remove_stale(out: Path, plan: ExportPlan) -> int:
     want = {u.name for u in plan.units}
     removed = 0
     rec_dir = out / RECORDS_DIR
-    if not rec_dir.is_dir():
-        return 0
+    rec_dir.mkdir(exist_ok=True)
     wanted_files = {(s.split, s.file_name) for ss in plan.samples.values() for s in ss}
     for path in sorted(rec_dir.glob("*.json")):
         rec = _load_record(path)
@@ -156,6 +155,18 @@ def _remove_stale(out: Path, plan: ExportPlan) -> int:
             (out / rec["name"]).unlink(missing_ok=True)
         path.unlink(missing_ok=True)
         removed += 1
+    # Shards of ours with no record (a run killed between a rename and its seal, under another cut).
+    name = plan.source.name
+    for split in plan.splits:
+        pattern = {"webdataset": f"{name}-{split}-[0-9]*.tar",
+                   "parquet": f"{split}/{split}-[0-9]*-of-[0-9]*.parquet"}.get(plan.fmt)
+        if pattern is None:
+            continue
+        for shard in sorted(out.glob(pattern)):
+            rel = shard.relative_to(out).as_posix()
+            if rel not in want and not _record_path(out, rel).exists():
+                shard.unlink(missing_ok=True)
+                removed += 1
     return removed
 
 
