@@ -51,7 +51,7 @@ def test_webdataset_every_sample_bytes_json_and_class(tmp_path):
     rows = _meth_rows(src)
     out = tmp_path / "wds"
     proc = _export(src, "--to", "webdataset", "--out", out, "--shard-size", 3)
-    assert "exported 12 images of MetH-Test" in proc.stdout and "4 shard(s)" not in proc.stdout
+    assert "exported 12 images of MetH-Test (train 8, validation 2, test 2)" in proc.stdout and "5 shard(s)" in proc.stdout
     shards = sorted(glob.glob(str(out / "MetH-Test-*-*.tar")))
     assert [Path(s).name for s in shards] == [
         "MetH-Test-test-000000.tar", "MetH-Test-train-000000.tar", "MetH-Test-train-000001.tar",
