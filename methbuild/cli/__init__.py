@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "buckets": "buckets",
     "demo": "demo",
     "sr": "sr",
+    "export": "export",
 }
 
 
