@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "build": "build",
     "recipes": "recipes",
     "buckets": "buckets",
+    "report": "report",
     "demo": "demo",
 }
 
