@@ -427,8 +427,8 @@ def _sr_examples(ctx: _Ctx) -> list[dict]:
     lr = s.extras.get("lowres")
     if lr is None or lr.empty:
         return []
-    lr = lr[lr["status"].astype(str).isin(["ok", "written", "done", "complete", "kept", ""]) | lr["error"].eq("")] \
-        if "status" in lr.columns and "error" in lr.columns else lr
+    if "status" in lr.columns:
+        lr = lr[lr["status"].astype(str) != "failed"].reset_index(drop=True)  # a failed row has no LR files
     scales = sorted(int(c[1:-5]) for c in lr.columns if c.startswith("X") and c.endswith("_file"))
     idx = _pick(ctx, np.arange(len(lr)), SR_EXAMPLES, (5,))
     sub = ctx.assets / "sr"
@@ -702,13 +702,18 @@ def _problems(ctx: _Ctx) -> tuple[list[dict], int]:
         probs += [{"path": ctx.href(f), "problem": "listed in the manifest, but the file is missing"} for f in missing]
         nosize = t[t["width"].isna() | t["height"].isna()]
         probs += [{"path": str(r.id), "problem": "no width/height"} for r in nosize.itertuples()]
-    stats_input = {"meth": s.manifest, "ultramnist": s.folder, "crawl": s.folder / "images"}.get(s.kind)
-    if stats_input is not None and Path(stats_input).exists():
+    stats_inputs = {"meth": [s.manifest], "ultramnist": [s.folder / sp for sp in s.splits],
+                    "crawl": [s.folder / "images"]}.get(s.kind, [])
+    for stats_input in stats_inputs:
+        if not Path(stats_input).exists():
+            continue
         from methbuild.stats.collect import collect
 
         rep = collect([stats_input], names=[s.name], sample=None, seed=ctx.seed, out=None, figure=False,
                       progress=False)
         for r in rep.problems.itertuples():
+            if "not an image file name" in str(r.problem):  # a folder's other files are not a problem here
+                continue
             probs.append({"path": str(r.path), "problem": f"stats: {r.problem}"})
     seen, uniq = set(), []
     for p in probs:
