@@ -38,7 +38,7 @@ CROISSANT_TIMEOUT = 60.0
 MAX_LISTED = 50  # duplicate groups, problems and crawl errors listed on the page (all are counted)
 HASH_FILES_UP_TO = 5_000  # a dataset without sha256 in its manifest: its files are hashed up to this many
 SR_EXAMPLES = 3
-SR_CROP = 256
+SR_CROP = 192
 YEAR_EDGES = list(range(1500, 1901, 50))
 
 
