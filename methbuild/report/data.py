@@ -61,6 +61,7 @@ def report_data(src: str | os.PathLike, out: str | os.PathLike, *, final_out: st
         from methbuild.report.bucketing import _read_plan
 
         plan_meta = _read_plan(plan)  # checked now: a bad --plan fails before any work
+    crawl_dir = find_crawl(source, crawl)  # a bad --crawl fails before any work too
     out = Path(out)
     final_out = Path(final_out or out).resolve()
     assets = out / "assets"
@@ -68,6 +69,17 @@ def report_data(src: str | os.PathLike, out: str | os.PathLike, *, final_out: st
     ctx = _Ctx(source, out, final_out, assets, seed, workers, progress)
 
     croissant = _start_croissant(source.folder / "croissant.json")
+    try:
+        return _sections(ctx, source, others, plan, plan_meta, per_class, crawl_dir, croissant, t0, out, assets)
+    except BaseException:
+        if croissant is not None and croissant[0].poll() is None:  # do not leave the check running
+            croissant[0].kill()
+            croissant[0].communicate()
+        raise
+
+
+def _sections(ctx, source, others, plan, plan_meta, per_class, crawl_dir, croissant, t0, out, assets) -> dict:
+    progress = ctx.progress
     stages = tqdm(total=6, desc="report", unit="section", disable=not progress or None, leave=False)
     data = {"title": source.name, "kind": source.kind, "task": source.task,
             "sections": [{"id": i, "title": t} for i, t in SECTIONS],
@@ -85,7 +97,7 @@ def report_data(src: str | os.PathLike, out: str | os.PathLike, *, final_out: st
     data["bucketing"] = _bucketing(ctx, plan, plan_meta)
     stages.update()
     stages.set_postfix_str("provenance")
-    data["provenance"] = _provenance(ctx, others, crawl)
+    data["provenance"] = _provenance(ctx, others, crawl_dir)
     stages.update()
     stages.set_postfix_str("croissant")
     data["header"] = _header(ctx, _finish_croissant(croissant), data["provenance"].get("crawl"))
@@ -566,8 +578,7 @@ def find_crawl(source: Source, crawl: str | os.PathLike | None) -> Path | None:
         return source.extras.get("crawl_dir")
     if source.kind != "meth":
         return None
-    for cand in (source.folder.parent.parent / "met" / "crawl", source.folder.parent / "met" / "crawl",
-                 Path("met") / "crawl"):
+    for cand in (source.folder.parent.parent / "met" / "crawl", source.folder.parent / "met" / "crawl"):
         if (cand / "crawl.sqlite").is_file():
             return cand
     return None
@@ -655,11 +666,9 @@ def _pixel_hashes(ctx: _Ctx) -> pd.Series:
     return pd.Series(out)
 
 
-def _provenance(ctx: _Ctx, others: list[Source], crawl) -> dict:
+def _provenance(ctx: _Ctx, others: list[Source], crawl_dir: Path | None) -> dict:
     t = ctx.table
-    out: dict = {}
-    folder = find_crawl(ctx.source, crawl)
-    out["crawl"] = crawl_outcomes(folder) if folder is not None else None
+    out: dict = {"crawl": crawl_outcomes(crawl_dir) if crawl_dir is not None else None}
     hashes, how = _hashes(ctx)
     dup = {"by": how, "groups": [], "images_in_groups": 0, "groups_total": 0}
     if how:

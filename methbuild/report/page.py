@@ -44,6 +44,7 @@ img.plot { max-width: 100%; height: auto; border: 1px solid #eee; }
 pre { background: #f4f4f4; padding: 10px; overflow-x: auto; font-size: 13px; }
 .sr { display: flex; gap: 10px; flex-wrap: wrap; align-items: flex-start; margin-bottom: 14px; }
 .sr img { image-rendering: pixelated; }
+.pair { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
 .pixels img { image-rendering: pixelated; }
 </style>
 </head>
@@ -141,19 +142,22 @@ def _labels(d: dict) -> str:
     parts = [f"<p>Classes from <b>{e(lab['column'])}</b>: {fmt(lab['classes'])}.</p>"]
     if lab.get("note"):
         parts.append(f'<p class="note">{e(lab["note"])}</p>')
+    pair = []
     if lab.get("chart"):
-        parts.append(image(lab["chart"], lab.get("chart_alt", "label chart"), cls="plot"))
+        pair.append(f'<div>{image(lab["chart"], lab.get("chart_alt", "label chart"), cls="plot")}</div>')
+    years = []
     y = lab.get("years")
     if y:
-        parts.append(f"<h3>Creation years ({y['min']}–{y['max']})</h3>")
-        parts.append(image(y["chart"], y["chart_alt"], cls="plot"))
+        years.append(f"<h3>Creation years ({y['min']}–{y['max']})</h3>")
+        years.append(image(y["chart"], y["chart_alt"], cls="plot"))
         bins = [f"{a}–{b}" for a, b in zip(y["edges"], y["edges"][1:])]
-        parts.append(table(["split"] + bins, [[e(s)] + [fmt(v) for v in vals] for s, vals in y["counts"].items()]))
+        years.append(table(["split"] + bins, [[e(s)] + [fmt(v) for v in vals] for s, vals in y["counts"].items()]))
     head = ["class"] + [e(s) for s in lab["splits"]] + ["total"]
     rows = [[e(r["class"])] + [fmt(v) for v in r["counts"]] + [fmt(r["total"])] for r in lab["rows"]]
     rows.append(["<b>total</b>"] + [f"<b>{fmt(v)}</b>" for v in lab["totals"]] + [f"<b>{fmt(sum(lab['totals']))}</b>"])
-    parts.append(table(head, rows, caption="images per class and split"))
-    return "".join(parts)
+    pair.append(f'<div>{table(head, rows, caption="images per class and split")}</div>')
+    parts.append(f'<div class="pair">{"".join(pair)}</div>')
+    return "".join(parts + years)
 
 
 def _examples(d: dict) -> str:
@@ -232,6 +236,9 @@ def _bucketing(d: dict) -> str:
                    [["B2B", fmt(p.get("b2b"), ".1f")], ["equal-count boundaries", fmt(p.get("equal_count"), ".1f")],
                     ["one bucket", fmt(p.get("one_bucket"), ".1f")]]),
              image(b["chart"], b["chart_alt"], cls="plot")]
+    if st.get("plan_images") is not None and st["plan_images"] != d["header"]["total"]:
+        parts.insert(1, f'<p class="bad">The plan holds {fmt(st["plan_images"])} images; this dataset '
+                        f'{fmt(d["header"]["total"])}: it was made for other data.</p>')
     c = b["curve"]
     parts.append(table(["M", "buckets made", "B2B padding %", "equal-count padding %"],
                        [[fmt(m), fmt(n), fmt(x, ".1f"), fmt(y, ".1f")]
