@@ -46,7 +46,8 @@ def build_report(src: str | os.PathLike, out: str | os.PathLike | None = None, *
 
     if per_class < 1:
         raise UserError("--per-class must be at least 1")
-    open_source(src)  # a bad SRC fails here, before any folder is made
+    source = open_source(src)  # a bad SRC or --against fails here, before any folder is made
+    others = [open_source(a) for a in against]
     final = Path(out) if out is not None else default_out(src)
     if final.exists() and not final.is_dir():
         raise UserError(f"--out {str(final)!r} exists and is not a folder")
@@ -64,7 +65,7 @@ def build_report(src: str | os.PathLike, out: str | os.PathLike | None = None, *
             shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir()
         try:
-            data = report_data(src, tmp, final_out=final.resolve(), against=against, plan=plan, per_class=per_class,
+            data = report_data(source, tmp, final_out=final.resolve(), against=others, plan=plan, per_class=per_class,
                                seed=seed, crawl=crawl, progress=progress, workers=workers)
             (tmp / "index.html").write_text(render(data), encoding="utf-8")
             (tmp / "report.json").write_text(json.dumps(data, indent=1, ensure_ascii=False, default=str) + "\n",

@@ -51,8 +51,8 @@ def report_data(src: str | os.PathLike, out: str | os.PathLike, *, final_out: st
     by default ``out``.
     """
     t0 = time.perf_counter()
-    source = open_source(src)
-    others = [open_source(a) for a in against]
+    source = src if isinstance(src, Source) else open_source(src)
+    others = [a if isinstance(a, Source) else open_source(a) for a in against]
     names = [source.name] + [o.name for o in others]
     if len(set(names)) != len(names):
         raise UserError(f"two datasets are named alike ({', '.join(names)}); --against must differ from SRC")

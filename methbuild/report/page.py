@@ -262,7 +262,8 @@ def _provenance(d: dict) -> str:
     if cr:
         parts.append(f"<p>From the crawl state <code>{e(cr['folder'])}/crawl.sqlite</code>: {fmt(cr['objects'])} "
                      f"objects, {fmt(cr['retries'])} failed attempts retried"
-                     + (f"; API {e(cr['api_url'])}" if cr.get("api_url") else "") + ".</p>")
+                     + (f"; API {e(cr['api_url'])}" if cr.get("api_url") else "")
+                     + ". The whole state: every build that shared this crawl folder counts here.</p>")
         parts.append(table(["reason", "objects"], [[e(r["reason"]), fmt(r["objects"])] for r in cr["reasons"]]))
         if cr["errors"]:
             parts.append(table(["last error", "objects"], [[e(r["error"]), fmt(r["objects"])] for r in cr["errors"]]))
@@ -294,8 +295,8 @@ def _provenance(d: dict) -> str:
         parts.append(f"<p>{fmt(pv['problems_total'])} problem(s){more}.</p>")
         parts.append(table(["file", "problem"], [[e(p["path"]), e(p["problem"])] for p in pv["problems"]], left=2))
     else:
-        parts.append('<p><span class="ok">none</span>: every file of the manifest is present and readable by its '
-                     "header.</p>")
+        parts.append('<p><span class="ok">none</span>: every file the manifest names is present and every row '
+                     "has a size.</p>")
     return "".join(parts)
 
 

@@ -222,3 +222,29 @@ def test_cli_help():
     proc = run_cli("report", "--help")
     assert proc.returncode == 0 and "--per-class" in proc.stdout and "--against" in proc.stdout
     assert "static HTML page" in proc.stdout
+
+
+def test_plan_from_methbuild_buckets(built, tmp_path):
+    _, src, _ = built
+    csv = src["medium"] / "MetH-Medium.csv"
+    proc = run_cli("buckets", csv, "--out", tmp_path / "plan", "-K", "2", "-M", "2", "--memory-budget", "300GB",
+                   "--no-plot")
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    r = build_report(src["medium"], tmp_path / "rep", plan=tmp_path / "plan", progress=False, workers=1)
+    b = r.data["bucketing"]
+    assert b["source"] == "PLAN plan" and b["settings"]["superbuckets"] == 2 and b["settings"]["buckets"] == 2
+    assert [x["images"] for x in b["buckets"]] == [x["images"] for x in plan["buckets"]]
+    assert b["curve"]["chosen"] == 2
+    assert_user_error(run_cli("report", src["medium"], "--plan", tmp_path / "nope", "--out", tmp_path / "r2"),
+                      "--plan")
+    assert not (tmp_path / "r2").exists()
+
+
+def test_against_must_be_a_dataset(built, tmp_path):
+    _, src, _ = built
+    (tmp_path / "junk").mkdir()
+    assert_user_error(run_cli("report", src["medium"], "--against", tmp_path / "junk", "--out", tmp_path / "r"),
+                      "is not a dataset")
+    assert not (tmp_path / "r").exists()
+    assert not (tmp_path / "r").exists()
