@@ -51,6 +51,13 @@ def build_report(src: str | os.PathLike, out: str | os.PathLike | None = None, *
     final = Path(out) if out is not None else default_out(src)
     if final.exists() and not final.is_dir():
         raise UserError(f"--out {str(final)!r} exists and is not a folder")
+    resolved, src_dir = final.resolve(), source.folder.resolve()
+    if resolved == src_dir or resolved in src_dir.parents:
+        raise UserError(f"--out {str(final)!r} would replace the dataset itself; give a folder of its own")
+    if resolved.is_dir() and any(resolved.iterdir()) and not (resolved / "report.json").is_file():
+        # the folder is replaced as a whole: never an unrelated one
+        raise UserError(f"--out {str(final)!r} exists and is not a methbuild report; choose another folder or "
+                        "remove it")
     parent = final.resolve().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -61,7 +68,8 @@ def build_report(src: str | os.PathLike, out: str | os.PathLike | None = None, *
     with folder_lock(parent, "report"):
         tmp = parent / f".{final.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        for stale in parent.glob(f".{final.name}.tmp-*"):  # left by an interrupted run (we hold the lock)
+        for stale in [*parent.glob(f".{final.name}.tmp-*"), *parent.glob(f".{final.name}.old-*")]:
+            # left by an interrupted run (we hold the lock)
             shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir()
         try:

@@ -247,4 +247,15 @@ def test_against_must_be_a_dataset(built, tmp_path):
     assert_user_error(run_cli("report", src["medium"], "--against", tmp_path / "junk", "--out", tmp_path / "r"),
                       "is not a dataset")
     assert not (tmp_path / "r").exists()
-    assert not (tmp_path / "r").exists()
+
+
+def test_out_never_replaces_the_dataset_or_an_unrelated_folder(built, tmp_path):
+    _, src, _ = built
+    assert_user_error(run_cli("report", src["period"], "--out", src["period"]), "would replace the dataset")
+    assert_user_error(run_cli("report", src["period"], "--out", src["period"].parent), "would replace the dataset")
+    mine = tmp_path / "documents"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    assert_user_error(run_cli("report", src["period"], "--out", mine), "is not a methbuild report")
+    assert (mine / "thesis.tex").read_text() == "precious"
+    assert (src["period"] / "MetH-Period.csv").is_file()
