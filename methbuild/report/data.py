@@ -114,7 +114,6 @@ class _Ctx:
         self.source, self.out, self.final_out, self.assets = source, out, final_out, assets
         self.seed, self.workers, self.progress = seed, workers, progress
         self.table = source.table
-        self.rng_root = np.random.SeedSequence(seed)
 
     def rng(self, *key: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=key))
