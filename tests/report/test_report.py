@@ -258,3 +258,15 @@ def test_out_never_replaces_the_dataset_or_an_unrelated_folder(built, tmp_path):
     assert_user_error(run_cli("report", src["period"], "--out", mine), "is not a methbuild report")
     assert (mine / "thesis.tex").read_text() == "precious"
     assert (src["period"] / "MetH-Period.csv").is_file()
+
+
+def test_index_links_every_report(built, tmp_path):
+    import re
+
+    from methbuild.report import write_index
+
+    root, _, reports = built
+    index = write_index([(k, r.index) for k, r in reports.items()], root / "index.html", title="all")
+    links = re.findall(r'href="([^"]+)"', index.read_text())
+    assert len(links) == len(reports)
+    assert [(index.parent / h).resolve() for h in links] == [r.index.resolve() for r in reports.values()]
