@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -46,6 +47,9 @@ def build_report(src: str | os.PathLike, out: str | os.PathLike | None = None, *
 
     if per_class < 1:
         raise UserError("--per-class must be at least 1")
+    missing = [m for m in ("matplotlib", "pyvips") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(f"methbuild report needs {' and '.join(missing)}: pip install 'methbuild[plot,vips]'")
     source = open_source(src)  # a bad SRC or --against fails here, before any folder is made
     others = [open_source(a) for a in against]
     final = Path(out) if out is not None else default_out(src)

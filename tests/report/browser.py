@@ -34,18 +34,21 @@ PROBE = """JSON.stringify({
 def _devtools_url(proc: subprocess.Popen, timeout: float) -> str:
     found: list[str] = []
     lines: list[str] = []
+    ready = threading.Event()
 
     def read() -> None:
+        # keeps draining stderr until chromium exits: a full pipe would block the browser
         for line in proc.stderr:  # type: ignore[union-attr]
-            lines.append(line)
+            if len(lines) < 200:
+                lines.append(line)
             m = re.search(r"DevTools listening on (ws://\S+)", line)
-            if m:
+            if m and not found:
                 found.append(m.group(1))
-                return
+                ready.set()
+        ready.set()
 
-    t = threading.Thread(target=read, daemon=True)
-    t.start()
-    t.join(timeout)
+    threading.Thread(target=read, daemon=True).start()
+    ready.wait(timeout)
     if not found:
         raise RuntimeError("chromium did not start its DevTools endpoint: " + "".join(lines[-10:]))
     return found[0]
