@@ -186,8 +186,11 @@ def _examples(d: dict) -> str:
                             f"{fmt(x['psnr_upscaled'])} dB</figcaption></figure>")
             parts.append(f'<div class="sr">{"".join(figs)}</div>')
         parts.append("<h3>Thumbnails</h3>")
-    if ex["mode"] in ("grid", "sr", "pixels"):
+    if ex["mode"] in ("grid", "sr"):
         parts.append(f"<p>{fmt(ex['per_class'])} seeded images per class; each links to its original.</p>")
+    elif ex["mode"] == "pixels":
+        parts.append(f"<p>{fmt(ex['per_class'])} seeded rows per class, the batch pixels themselves, "
+                     "nearest-upscaled; the caption names the batch file and row.</p>")
     for g in ex.get("groups", []):
         caption = (lambda it: f"{e(it['id'])}<br>{e(it['caption'])}") if ex["mode"] == "ultramnist" else \
             (lambda it: f"{e(it['id'])} · {fmt(it.get('width'))}×{fmt(it.get('height'))}")
@@ -207,12 +210,14 @@ def _geometry(d: dict) -> str:
                      "(the table uses every image).</p>")
     head = ["dataset", "images", "MP min", "MP median", "MP mean", "MP max", "aspect min", "aspect median",
             "aspect max", "portrait", "≥ 500×500", "> 12 MP"]
-    rows = [[e(r["dataset"]), fmt(r["images"]), fmt(r["mp_min"], ".2f"), fmt(r["mp_median"], ".2f"),
-             fmt(r["mp_mean"], ".2f"), fmt(r["mp_max"], ".2f"), fmt(r["ar_min"], ".3f"), fmt(r["ar_median"], ".3f"),
+    rows = [[e(r["dataset"]), fmt(r["images"]), fmt(r["mp_min"], ".3g"), fmt(r["mp_median"], ".3g"),
+             fmt(r["mp_mean"], ".3g"), fmt(r["mp_max"], ".3g"), fmt(r["ar_min"], ".3f"), fmt(r["ar_median"], ".3f"),
              fmt(r["ar_max"], ".3f"), pct(r["portrait_share"]), pct(r["share_ge_500x500"]), pct(r["share_gt_12mp"])]
             for r in g["summary"]]
     parts.append(table(head, rows, caption="product size (megapixels) and aspect ratio (width / height)"))
-    if g.get("extremes"):
+    if g.get("distinct_sizes") == 1:
+        parts.append("<p>Every image has the same size: no extremes to show.</p>")
+    elif g.get("extremes"):
         parts.append("<h3>Extremes</h3>")
         figs = []
         for x in g["extremes"]:
