@@ -76,7 +76,8 @@ def make_dataset(root: Path, n: int) -> Path:
     for i, oid in enumerate(ids):
         os.link(sources[i % len(sources)], data / f"{oid}.jpg")
     sel = pd.DataFrame({"ID": ids, "Label": labels, "Split": split, "width": w, "height": h,
-                        "image_file": [f"{i}.jpg" for i in ids], "url": [f"https://images.example/{i}.jpg" for i in ids],
+                        "image_file": [f"{i}.jpg" for i in ids],
+                        "url": [f"https://images.example/{i}.jpg" for i in ids],
                         "sha256": [hashlib.sha256(str(i).encode()).hexdigest() for i in ids],
                         "Accession number": [f"19.{i}" for i in ids]})
     table = dataset_table(recipe, sel)

@@ -34,7 +34,8 @@ def bucketing_section(width: np.ndarray, height: np.ndarray, *, plan: str | Path
         meta = _read_plan(plan)
         st = meta.get("settings", {})
         k, m = int(st.get("superbuckets", DEFAULT_K)), int(st.get("buckets", DEFAULT_M))
-        rows = [{"bucket": b.get("id", b.get("bucket")), "super_bucket": b.get("super_bucket"), "images": b.get("images"),
+        rows = [{"bucket": b.get("id", b.get("bucket")), "super_bucket": b.get("super_bucket"),
+                 "images": b.get("images"),
                  "mp_min": b.get("min_pixels", 0) / 1e6, "mp_max": b.get("max_pixels", 0) / 1e6,
                  "aspect_min": b.get("min_aspect"), "aspect_max": b.get("max_aspect"),
                  "padded": f"{b.get('padded_width')}×{b.get('padded_height')}",
@@ -67,7 +68,8 @@ def bucketing_section(width: np.ndarray, height: np.ndarray, *, plan: str | Path
                          "padded": f"{pw}×{ph}", "padding_percent": padding_percent(pad_px, int((bw * bh).sum())),
                          "batch_size": batch if batch else "does not fit",
                          "memory_per_batch": human_bytes(est.total(batch)) if batch else human_bytes(est.total(1))})
-        padding = {"b2b": padding_percent(b.padding, total), "equal_count": padding_percent(b.padding_equal_count, total),
+        padding = {"b2b": padding_percent(b.padding, total),
+                   "equal_count": padding_percent(b.padding_equal_count, total),
                    "one_bucket": padding_percent(one, total)}
         settings = {"superbuckets": k, "buckets": m, "model": DEFAULT_MODEL, "dtype": DEFAULT_DTYPE, "train": False,
                     "memory_budget": human_bytes(DEFAULT_BUDGET), "seed": seed}

@@ -139,7 +139,8 @@ def _start_croissant(path: Path):
     if not path.is_file():
         return None
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")] if p)
+    repo = str(Path(__file__).resolve().parents[2])  # the child imports this very methbuild
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [repo, env.get("PYTHONPATH")] if p)
     proc = subprocess.Popen([sys.executable, "-m", "methbuild.report.croissant_check", str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     return proc, time.monotonic(), path
@@ -179,7 +180,8 @@ def _header(ctx: _Ctx, croissant: dict, crawl: dict | None) -> dict:
     if s.kind == "meth":
         fields.append(("Version", str(info.get("version") or info.get("recipe_version") or "–")))
         recipe = info.get("recipe") or (f"manifest {info['from_manifest']}" if info.get("from_manifest") else "–")
-        fields.append(("Recipe and seed", f"{recipe}, seed {info.get('seed', '–')}, scale {info.get('scale', '–')}"))
+        fields.append(("Recipe and seed",
+                       f"{recipe}, seed {info.get('seed', '–')}, scale {info.get('scale', '–')}"))
         fields.append(("Built by", f"methbuild {info.get('built_by', '–')}"))
         fields.append(("Build date", str(info.get("date_published") or "–")))
         src = "The Metropolitan Museum of Art, Open Access (originals, never re-encoded)"
@@ -241,7 +243,8 @@ def _labels(ctx: _Ctx) -> dict:
     splits = s.splits
     classes = _class_order(t["group"], s.kind)
     ct = pd.crosstab(t["group"], t["split"])
-    counts = {(c, sp): int(ct.at[c, sp]) if (c in ct.index and sp in ct.columns) else 0 for c in classes for sp in splits}
+    counts = {(c, sp): int(ct.at[c, sp]) if (c in ct.index and sp in ct.columns) else 0
+              for c in classes for sp in splits}
     rows = [{"class": c, "counts": [counts[(c, sp)] for sp in splits], "total": sum(counts[(c, sp)] for sp in splits)}
             for c in classes]
     out = {"column": {"meth": "Label" if s.task != "regression" else "50-year bin of the Label (year)",
@@ -261,7 +264,8 @@ def _labels(ctx: _Ctx) -> dict:
     if s.task == "regression" and s.kind == "meth":
         years = pd.to_numeric(t["label"], errors="coerce")
         by = {sp: years[t["split"] == sp].dropna().to_numpy() for sp in splits}
-        hist = {sp: np.histogram(np.clip(v, 1500, 1900), bins=YEAR_EDGES)[0].astype(int).tolist() for sp, v in by.items()}
+        hist = {sp: np.histogram(np.clip(v, 1500, 1900), bins=YEAR_EDGES)[0].astype(int).tolist()
+                for sp, v in by.items()}
         out["years"] = {"edges": YEAR_EDGES, "counts": hist, "min": int(years.min()), "max": int(years.max()),
                         "chart": ctx.asset(plots.year_histogram(by, YEAR_EDGES, ctx.assets / "years.png")),
                         "chart_alt": "Histogram of creation years in 50-year bins, stacked by split."}
@@ -378,7 +382,8 @@ def _ultramnist_examples(ctx: _Ctx, per_class: int) -> dict:
         for (r, name, boxes), res in zip(meta, _run(img.boxes_thumbnail, items, ctx, f"UltraMNIST {split}")):
             digits_txt = " + ".join(str(b[0]) for b in boxes)
             e = {"id": r.id, "label": r.label, "split": split, "href": ctx.href(r.file), "width": _int(r.width),
-                 "height": _int(r.height), "digits": [{"digit": b[0], "x": b[1], "y": b[2], "side": b[3]} for b in boxes],
+                 "height": _int(r.height),
+                 "digits": [{"digit": b[0], "x": b[1], "y": b[2], "side": b[3]} for b in boxes],
                  "caption": f"sum {r.label}" + (f" = {digits_txt}" if boxes else "")}
             if res.ok:
                 e.update(thumb=ctx.asset("ultramnist", name), thumb_width=res.value[0], thumb_height=res.value[1],
@@ -535,7 +540,8 @@ def _geometry(ctx: _Ctx, others: list[Source]) -> dict:
             e = {"what": what, "id": str(row["id"]), "width": _int(row["width"]), "height": _int(row["height"]),
                  "megapixels": round(float(row["width"] * row["height"]) / 1e6, 3),
                  "aspect": round(float(row["width"] / row["height"]), 4)}
-            e.update({k: v for k, v in th.items() if k in ("thumb", "thumb_width", "thumb_height", "href", "alt", "error")})
+            e.update({k: v for k, v in th.items()
+                      if k in ("thumb", "thumb_width", "thumb_height", "href", "alt", "error")})
             extremes.append(e)
     distinct = int(len(own.drop_duplicates(["width", "height"]))) if len(own) else 0
     return {"figure": figure, "figure_alt": "Box plots of product size (width × height) and aspect ratio (width / "
@@ -684,7 +690,8 @@ def _provenance(ctx: _Ctx, others: list[Source], crawl_dir: Path | None) -> dict
     for o in others:
         ids_a, ids_b = set(t["id"].astype(str)), set(o.table["id"].astype(str))
         row = {"other": o.name, "images": len(t), "other_images": len(o.table),
-               "by_id": len(ids_a & ids_b) if ctx.source.kind in ("meth", "crawl") and o.kind in ("meth", "crawl") else None}
+               "by_id": len(ids_a & ids_b)
+               if ctx.source.kind in ("meth", "crawl") and o.kind in ("meth", "crawl") else None}
         sa = set(h for h in t["sha256"].astype(str) if len(h) == 64)
         sb = set(h for h in o.table["sha256"].astype(str) if len(h) == 64)
         row["by_sha256"] = int(t["sha256"].astype(str).isin(sb).sum()) if sa and sb else None

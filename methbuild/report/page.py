@@ -19,11 +19,13 @@ PAGE = Template("""<!DOCTYPE html>
 <meta name="generator" content="methbuild $version">
 <title>$title — methbuild report</title>
 <style>
-body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #1d1d1f; background: #fafafa; }
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #1d1d1f;
+       background: #fafafa; }
 header.top { background: #1f3a5f; color: #fff; padding: 18px 28px; }
 header.top h1 { margin: 0 0 4px; font-size: 26px; }
 header.top p { margin: 0; opacity: .85; }
-nav.toc { padding: 10px 28px; background: #e8eef6; border-bottom: 1px solid #cfd9e6; position: sticky; top: 0; z-index: 2; }
+nav.toc { padding: 10px 28px; background: #e8eef6; border-bottom: 1px solid #cfd9e6; position: sticky; top: 0;
+          z-index: 2; }
 nav.toc a { margin-right: 18px; color: #1f3a5f; text-decoration: none; font-weight: 600; }
 main { padding: 8px 28px 40px; max-width: 1280px; }
 section { background: #fff; border: 1px solid #e2e2e2; border-radius: 6px; padding: 6px 20px 18px; margin: 18px 0; }

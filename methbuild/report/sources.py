@@ -24,7 +24,8 @@ KINDS = ("meth", "ultramnist", "imagenet", "crawl")
 SPLIT_ORDER = ("train", "validation", "val", "test", "all")
 TABLE_COLUMNS = ["id", "label", "group", "split", "width", "height", "file", "sha256", "url"]
 # "Built from | recipe meth-medium 1.0.0 (seed 0, scale 0.005) by methbuild 0.1.0" (methbuild/dataset_card.py)
-CARD_BUILT_FROM = re.compile(r"\|\s*Built from\s*\|\s*(?P<source>.+?)\s*\(seed (?P<seed>-?\d+), scale (?P<scale>[^)]+)\)"
+CARD_BUILT_FROM = re.compile(r"\|\s*Built from\s*\|\s*(?P<source>.+?)\s*"
+                             r"\(seed (?P<seed>-?\d+), scale (?P<scale>[^)]+)\)"
                              r"\s*by methbuild (?P<version>\S+)\s*\|")
 
 
@@ -128,7 +129,8 @@ def _meth(folder: Path) -> Source:
     files = [data_dir + v if v and "/" not in v and "\\" not in v and v.strip() == v and v not in (".", "..")
              else str(resolve_image_file(folder, v)) for v in df["Image file"].astype(str)]
     table = _frame(id=df["ID"].astype(str), label=labels, group=group.astype(str), split=df["Split"].astype(str),
-                   width=pd.to_numeric(df["Width"], errors="coerce"), height=pd.to_numeric(df["Height"], errors="coerce"),
+                   width=pd.to_numeric(df["Width"], errors="coerce"),
+                   height=pd.to_numeric(df["Height"], errors="coerce"),
                    file=files, sha256=df["sha256"] if "sha256" in df.columns else "",
                    url=df["URL"] if "URL" in df.columns else "")
     info = _croissant_info(folder)
@@ -281,7 +283,8 @@ def _crawl(folder: Path) -> Source:
     dept = [str((records.get(int(i)) or {}).get("department") or "(unknown)") for i in ok["object_id"]]
     files = [str(folder / f) if f else "" for f in ok["image_file"].astype(str)]
     table = _frame(id=ok["object_id"].astype(str), label=dept, group=dept, split=["downloaded"] * len(ok),
-                   width=pd.to_numeric(ok["width"], errors="coerce"), height=pd.to_numeric(ok["height"], errors="coerce"),
+                   width=pd.to_numeric(ok["width"], errors="coerce"),
+                   height=pd.to_numeric(ok["height"], errors="coerce"),
                    file=files, sha256=ok["sha256"], url=ok["url"])
     info = {"name": folder.name}
     extras = {"objects": df, "crawl_dir": folder if db.is_file() else None}

@@ -95,7 +95,8 @@ async def _session(ws_browser: str, url: str, screenshot: Path, timeout: float) 
                     raise RuntimeError(f"{url} did not finish loading within {timeout} s")
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.3)  # late console messages
-            probe = json.loads((await call("Runtime.evaluate", expression=PROBE, returnByValue=True))["result"]["value"])
+            res = await call("Runtime.evaluate", expression=PROBE, returnByValue=True)
+            probe = json.loads(res["result"]["value"])
             metrics = await call("Page.getLayoutMetrics")
             size = metrics.get("cssContentSize") or metrics["contentSize"]
             width, height = int(size["width"]), int(min(size["height"], 16000))

@@ -120,7 +120,8 @@ def crawl(out: Path) -> Path:
             _jpeg(folder / "images" / f"{oid}.jpg", 600 + 40 * oid, 500, seed=oid)
             s.save_record(oid, {"objectID": oid, "department": "Arms and Armor" if oid % 2 else "Asian Art"})
             s.finish(oid, st.DOWNLOADED, url=f"https://images.example/{oid}.jpg", image_file=f"images/{oid}.jpg",
-                     nbytes=(folder / "images" / f"{oid}.jpg").stat().st_size, sha256=f"{oid:064x}", width=600 + 40 * oid,
+                     nbytes=(folder / "images" / f"{oid}.jpg").stat().st_size, sha256=f"{oid:064x}",
+                     width=600 + 40 * oid,
                      height=500)
         s.finish(6, st.NOT_FOUND, error="API answered 404 for object 6")
         s.finish(7, st.REFUSED, error="image host 'evil.example' is not allowed (use --allow-host)")

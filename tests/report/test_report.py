@@ -144,7 +144,8 @@ def test_sr_crops_match_our_own_bicubic(built):
 def test_ultramnist_boxes_and_sums(built):
     _, src, reports = built
     d = reports["ultramnist"].data
-    digits = pd.concat([pd.read_csv(src["ultramnist"] / f"{s}_digits.csv", dtype={"id": str}) for s in ("train", "test")])
+    digits = pd.concat([pd.read_csv(src["ultramnist"] / f"{s}_digits.csv", dtype={"id": str})
+                        for s in ("train", "test")])
     sums = pd.concat([pd.read_csv(src["ultramnist"] / f"{s}.csv", dtype={"id": str}) for s in ("train", "test")])
     groups = d["examples"]["groups"]
     assert [g["class"] for g in groups] == ["train", "test"]
