@@ -5,7 +5,8 @@
    of a few dozen of them;
 3. a second mirror serving synthetic Met-like records, and the four MetH datasets built from
    it, scaled down (MetH-SR with its bicubic LR test copies);
-4. size and aspect-ratio statistics of the four datasets, with the MetH-style figure.
+4. size and aspect-ratio statistics of the four datasets, with the MetH-style figure;
+5. a report page (`methbuild report`) for every dataset built, and ``index.html`` linking them.
 
 Nothing here reaches the internet: both mirrors listen on 127.0.0.1.
 """
@@ -26,6 +27,7 @@ DEMO_SCALES = {"meth-medium": 0.005, "meth-cultures": 0.006, "meth-period": 0.00
 @dataclass
 class DemoResult:
     lines: list[str] = field(default_factory=list)
+    index: Path | None = None  # the page linking every report (printed last)
 
 
 def run_demo(out: Path, *, progress: bool = True, quick: bool = False, log=print) -> DemoResult:
@@ -41,12 +43,12 @@ def run_demo(out: Path, *, progress: bool = True, quick: bool = False, log=print
     res = DemoResult()
     t0 = time.perf_counter()
 
-    log("[1/4] UltraMNIST (56 train + 56 test images, 1024x1024, with a contact sheet)")
+    log("[1/5] UltraMNIST (56 train + 56 test images, 1024x1024, with a contact sheet)")
     um = generate(Options(n=28 if quick else 56, size=1024, out=out / "ultramnist", preview=True, progress=progress))
     res.lines.append(f"UltraMNIST sample:     {out / 'ultramnist'}/  (look at preview.png; "
                      f"{sum(s['images'] for s in um['splits'].values())} images)")
 
-    log("[2/4] crawl 40 real Met objects from a local mirror of the embedded real rows")
+    log("[2/5] crawl 40 real Met objects from a local mirror of the embedded real rows")
     with serve_in_thread(metadata=REAL_ROWS, seed=0, image_scale=0.25) as url:
         import pandas as pd
 
@@ -55,7 +57,7 @@ def run_demo(out: Path, *, progress: bool = True, quick: bool = False, log=print
     counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(report.counts.items()) if v)
     res.lines.append(f"Crawl of real rows:    {out / 'crawl'}/  ({counts}; objects.csv, images/)")
 
-    log("[3/4] build MetH-Medium, -Cultures, -Period and -SR (scaled down) from a synthetic Met mirror")
+    log("[3/5] build MetH-Medium, -Cultures, -Period and -SR (scaled down) from a synthetic Met mirror")
     met = out / "met"
     # Full-size originals (the Met's spread: median 6 MP, 11% above 12 MP), so MetH-SR finds real candidates.
     with serve_in_thread(synthetic=4000, seed=0, image_scale=1.0, noise=4.0, quality=85) as url:
@@ -71,11 +73,22 @@ def run_demo(out: Path, *, progress: bool = True, quick: bool = False, log=print
             log(f"      {r.name}: {splits}{extra}")
             res.lines.append(f"{r.name + ':':22} {r.folder}/  ({splits}{extra})")
 
-    log("[4/4] statistics of the built datasets (sizes, aspect ratios, overlaps, figure)")
+    log("[4/5] statistics of the built datasets (sizes, aspect ratios, overlaps, figure)")
     from methbuild.stats.collect import collect
 
     csvs = sorted((out / "datasets").glob("MetH-*/MetH-*.csv"))
     collect(csvs, groups=["meth"] * len(csvs), out=out / "stats", progress=progress)
     res.lines.append(f"Statistics:            {out / 'stats'}/  (figure.png, summary.csv, overlap.csv)")
+
+    log("[5/5] a report page for every dataset (methbuild report)")
+    from methbuild.report import build_report, write_index
+
+    reports = []
+    for name, folder in [("UltraMNIST", out / "ultramnist"), ("Crawl of real rows", out / "crawl"),
+                         *((c.parent.name, c.parent) for c in csvs)]:
+        r = build_report(folder, progress=progress)
+        reports.append((name, r.index))
+    res.index = write_index(reports, out / "index.html", title="methbuild demo: reports")
+    res.lines.append(f"Reports:               {len(reports)} pages, linked from {res.index}")
     res.lines.append(f"Total time: {time.perf_counter() - t0:.0f} s")
     return res

@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "build": "build",
     "recipes": "recipes",
     "buckets": "buckets",
+    "report": "report",
     "demo": "demo",
     "sr": "sr",
     "export": "export",

@@ -23,3 +23,4 @@ def command(out: Path, quick: bool, quiet: bool) -> None:
     click.echo("\nDemo outputs:")
     for line in result.lines:
         click.echo("  " + line)
+    click.echo(str(result.index))  # the last line: the page linking every report
