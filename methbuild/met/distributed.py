@@ -23,6 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from methbuild.executor import active_client, iter_tasks
+from methbuild.met.state import disk_full_as_oserror
 
 SHARD_MIN = 8
 
@@ -117,7 +118,7 @@ def run_on_dask(todo: Sequence[int], state, out: Path, crawler_args: dict, repor
                 bar.update(len(res.item.ids))
                 continue
             v = res.value
-            with state.db:  # one transaction per shard
+            with disk_full_as_oserror(state.path), state.db:  # one transaction per shard
                 state.db.execute("BEGIN")
                 for method, oid, pos, kw in v["journal"]:
                     getattr(state, method)(oid, *pos, **kw)

@@ -145,7 +145,7 @@ class CrawlState:
     def add_ids(self, ids: Iterable[int]) -> int:
         """Register object IDs (already known ones are left as they are); return how many were new."""
         before = self.db.total_changes
-        with self.db:
+        with disk_full_as_oserror(self.path), self.db:
             self.db.execute("BEGIN")
             self.db.executemany("INSERT OR IGNORE INTO objects(object_id, updated) VALUES (?, ?)",
                                 ((int(i), time.time()) for i in ids))

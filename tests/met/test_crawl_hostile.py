@@ -34,6 +34,8 @@ from methbuild.met.mirror import render_jpeg, serve_in_thread
 from methbuild.met.ratelimit import AdaptiveRateLimiter, HostLimiters
 from tests.conftest import REPO, assert_user_error, run_cli
 
+# Where a refused command would otherwise go if it did not refuse: a closed port, never the internet.
+NOWHERE = ("--api-url", "http://127.0.0.1:9/x", "--retries", "0")
 FAST_CLI = ("--quiet", "--api-rate", "80", "--image-rate", "1000", "--retry-base", "0.01", "--concurrency", "4")
 IMAGE = render_jpeg(3, 3, 96, 64, noise=40)
 
@@ -314,7 +316,10 @@ def test_a_refusal_is_reevaluated_against_the_current_allow_list(tmp_path):
 ])
 def test_crawl_refuses_absurd_values(tmp_path, args, needle):
     out = tmp_path / "out"
-    assert_user_error(run_cli("crawl", "--ids", _ids_file(tmp_path, [1]), "--out", out, *args), needle)
+    base = NOWHERE if "--api-url" not in args else ("--retries", "0")
+    if "--retries" in args:
+        base = NOWHERE[:2]
+    assert_user_error(run_cli("crawl", "--ids", _ids_file(tmp_path, [1]), "--out", out, *base, *args), needle)
     assert not out.exists()
 
 
@@ -335,7 +340,7 @@ def test_the_rate_limiter_refuses_non_finite_rates():
 def test_crawl_ids_file_huge_unicode_or_empty(tmp_path, content, needle):
     (tmp_path / "ids.txt").write_text(content, encoding="utf-8")
     out = tmp_path / "out"
-    assert_user_error(run_cli("crawl", "--ids", tmp_path / "ids.txt", "--out", out), needle)
+    assert_user_error(run_cli("crawl", "--ids", tmp_path / "ids.txt", "--out", out, *NOWHERE), needle)
     assert not out.exists()
 
 
@@ -347,7 +352,7 @@ def test_metobjects_ids_and_booleans_are_parsed_strictly(tmp_path, value, column
     row = {c: "" for c in MET_COLUMNS} | {"Object ID": "5", "Is Public Domain": "True", "Is Highlight": "False",
                                            "Is Timeline Work": "False"}
     pd.DataFrame([row, row | {column: value}]).to_csv(tmp_path / "m.csv", index=False)
-    assert_user_error(run_cli("crawl", "--metadata", tmp_path / "m.csv", "--out", tmp_path / "o"), needle)
+    assert_user_error(run_cli("crawl", "--metadata", tmp_path / "m.csv", "--out", tmp_path / "o", *NOWHERE), needle)
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -466,6 +471,18 @@ def small_disk(tmp_path) -> Iterator[Callable[[str], Path]]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+def _fill(disk: Path) -> None:
+    """Take every byte left on ``disk`` (a file ``filler``)."""
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for size in (1 << 16, 4096, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, bytes(size))
+    finally:
+        os.close(fd)
+
+
 def _one_line_disk_full(proc: subprocess.CompletedProcess) -> None:
     assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
@@ -489,6 +506,11 @@ def test_crawl_on_a_full_disk_stops_cleanly_and_a_rerun_completes(tmp_path, smal
         for oid, image_file, nbytes in rows:
             assert (out / image_file).stat().st_size == nbytes == url.mirror.truth(oid).bytes
         assert not [p for p in (out / "images").iterdir() if p.name.startswith(".")]
+        # Now not a byte left: the first write to fail is SQLite's ("database or disk is full", not an
+        # OSError), when the rerun registers its IDs: the same one line, exit 1.
+        _fill(disk)
+        _one_line_disk_full(_crawl_cli(tmp_path, url, ids + [10**9], out))
+        (disk / "filler").unlink()
         small_disk("64m")  # space freed
         proc = _crawl_cli(tmp_path, url, ids, out)
         assert proc.returncode == 0, proc.stderr
