@@ -23,17 +23,18 @@ def csv_command(url, out, quiet) -> None:
     """Download MetObjects.csv (~318 MB, ~480k rows, CC0), check it and report its rows.
 
     The download streams to a temporary file beside OUT; its size is checked against
-    Content-Length, a Git LFS pointer or an HTML page is refused, and the file is parsed
-    (by column name, UTF-8 with BOM) before it is renamed to OUT.
+    Content-Length (a body longer than announced, or above 2 GB decoded when compressed, is
+    refused), a Git LFS pointer or an HTML page is refused, and the file is parsed (by column
+    name, UTF-8 with BOM, integer Object IDs below 2**63, True/False flags) before it is renamed
+    to OUT: a rejected download never appears under OUT. One download per folder at a time;
+    a full disk is one line and exit 1, leaving no file behind.
 
     \b
     Example:  methbuild met csv --out met/MetObjects.csv
     """
-    from methbuild.met.download import download_met_csv
-    from methbuild.met.metadata import read_met_csv
+    from methbuild.met.download import fetch_met_csv
 
-    path = download_met_csv(url, out, progress=not quiet)
-    df = read_met_csv(path, usecols=("Object ID", "Is Public Domain"))
+    path, df = fetch_met_csv(url, out, progress=not quiet)
     size = path.stat().st_size
     click.echo(f"written: {path} ({size / 1e6:.1f} MB, {len(df)} objects, "
                f"{int(df['Is Public Domain'].sum())} public domain)")

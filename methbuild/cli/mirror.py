@@ -6,21 +6,23 @@ from pathlib import Path
 
 import click
 
+from methbuild.cli._options import SEED, SEED_HELP, finite_float
+
 
 @click.command("mirror")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Port on 127.0.0.1 (0: any free port).")
 @click.option("--metadata", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Serve the rows of this MetObjects CSV (e.g. the real sample rows).")
-@click.option("--synthetic", type=click.IntRange(min=0), default=None,
+@click.option("--synthetic", type=click.IntRange(min=0, max=10_000_000), default=None,
               help="Serve N synthetic Met-like records instead (drawn from the seed).")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of the synthetic records, image sizes, image content and fault draws.")
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help=f"Seed of the synthetic records, image sizes, image content and fault draws ({SEED_HELP}).")
 @click.option("--faults", default=None, metavar="SPEC",
               help="Inject faults: KIND=RATE,... with kinds 429, 403 (a burst), 500, reset, truncate, html, "
                    "slow, corrupt, redirect (to a foreign host), or all=RATE (spread over the transient kinds); "
                    "parameters retry_after_s, burst_s, slow_s. Example: all=0.3,slow_s=0.5")
-@click.option("--image-scale", type=click.FloatRange(min=0.001, max=4.0), default=1.0, show_default=True,
+@click.option("--image-scale", type=finite_float(min=0.001, max=4.0), default=1.0, show_default=True,
               help="Linear factor on both sides of every image (1 = the real Met size spread; 0.1 = 100x fewer pixels).")
 def command(port, metadata, synthetic, seed, faults, image_scale) -> None:
     """Serve a local mirror of the Met Collection API on 127.0.0.1 until Ctrl-C.

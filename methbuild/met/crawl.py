@@ -15,7 +15,17 @@ Stages per object (one asyncio task per concurrency slot, all in one process):
 
 Transient faults (timeouts, resets, 403/429/5xx, HTML where JSON was expected, truncated or
 undecodable bodies) are retried with exponential back-off and jitter; permanent outcomes are
-recorded once. Failures are values (:class:`Outcome`), never exceptions out of the loop.
+recorded once. Failures are values (:class:`Outcome`), never exceptions out of the loop; the
+one exception is the environment failing the run itself (a full disk): every download in
+flight is then cancelled and cleaned up, the state keeps its last commit, and the error
+reaches the caller once.
+
+Hostile answers are bounded: a record is read as a stream and capped at
+:data:`MAX_RECORD_BYTES` decoded bytes, with a total deadline; it is checked against the
+fields the crawler uses (:func:`record_problem`), and a malformed, oversized or absurdly nested
+one is the final outcome ``bad_record``. Images are asked for without compression; an image
+body must keep up :data:`DEFAULT_MIN_SPEED` bytes/s over every ``timeout`` window (a trickle
+is closed and retried), and its decoded size is capped by ``max_bytes`` whatever its encoding.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import math
 import mmap
 import os
 import random
@@ -35,7 +46,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +59,7 @@ from methbuild.errors import UserError
 from methbuild.executor import active_client
 from methbuild.io.atomic import TMP_MARK, clean_stale_temps, ensure_writable_dir
 from methbuild.io.imageinfo import probe
+from methbuild.io.lock import folder_lock
 from methbuild.met import state as st
 from methbuild.met.ratelimit import HostLimiters, parse_retry_after
 
@@ -72,6 +84,10 @@ EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "TIFF": "tif", "WEBP": "webp", "GIF":
               "JPEG2000": "jp2", "MPO": "jpg"}
 MAX_REDIRECTS = 5
 REDIRECTS = (301, 302, 303, 307, 308)
+MAX_RECORD_BYTES = 4 << 20  # decoded; real records are ~5 KB: more is a bomb, not a record
+DEFAULT_MIN_SPEED = 16 << 10  # bytes/s an image body must keep up over every `timeout` window
+IMAGE_HEADERS = {"Accept-Encoding": "identity"}  # images are compressed already; length checks need raw bytes
+MAX_OBJECT_ID = 2**63 - 1  # SQLite's INTEGER (int64)
 
 
 @dataclass
@@ -83,6 +99,7 @@ class Outcome:
     retry_after: float | None = None
     url: str | None = None
     image: dict | None = None  # image_file, nbytes, sha256, width, height, content_type
+    host: str | None = None  # a refusal because of this host (re-evaluated against --allow-host every run)
 
 
 @dataclass
@@ -113,7 +130,7 @@ class CrawlReport:
         total = sum(c.values())
         lines = [f"objects: {total} — downloaded {c[st.DOWNLOADED]}, not found {c[st.NOT_FOUND]}, "
                  f"not public domain {c[st.NOT_PUBLIC_DOMAIN]}, no image {c[st.NO_IMAGE]}, "
-                 f"refused {c[st.REFUSED]}, failed (transient, rerun to retry) {c[st.FAILED]}, "
+                 f"refused {c[st.REFUSED]}, bad record {c[st.BAD_RECORD]}, failed (transient, rerun to retry) {c[st.FAILED]}, "
                  f"pending {c[st.PENDING]}"]
         rate = self.downloaded_now / self.seconds if self.seconds > 0 else 0.0
         lines.append(f"this run: {self.downloaded_now} images downloaded ({self.bytes_now / 1e6:.1f} MB, "
@@ -127,7 +144,8 @@ class CrawlReport:
 def read_ids(path: str | os.PathLike) -> list[int]:
     """Object IDs from a file, one per line (blank lines and ``#`` comments skipped).
 
-    A line that is not a non-negative integer is a :class:`UserError` naming its line number.
+    A line that is not a non-negative integer of ASCII digits below 2**63 is a :class:`UserError`
+    naming its line number.
     """
     path = Path(path)
     try:
@@ -142,9 +160,11 @@ def read_ids(path: str | os.PathLike) -> list[int]:
         s = line.split("#", 1)[0].strip()
         if not s:
             continue
-        if not s.isdigit():
+        if not (s.isascii() and s.isdigit()):  # str.isdigit() alone takes '²', which int() refuses
             raise UserError(f"{str(path)!r} line {n}: {s[:40]!r} is not an integer object ID")
-        i = int(s)
+        i = int(s[:30])  # more digits than 30 are out of range anyway (and int() of 5000 digits is an error)
+        if len(s) > 30 or i > MAX_OBJECT_ID:
+            raise UserError(f"{str(path)!r} line {n}: object ID {s[:40]!r} is out of range (at most 2**63-1)")
         if i not in seen:
             seen.add(i)
             ids.append(i)
@@ -153,6 +173,30 @@ def read_ids(path: str | os.PathLike) -> list[int]:
 
 def _host(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
+
+
+def record_problem(record: object, object_id: int) -> str | None:
+    """What makes ``record`` unusable as the API record of ``object_id`` (None: nothing).
+
+    Checks the types of the fields the crawler acts on, strictly: ``isPublicDomain`` must be a
+    JSON boolean (the string ``"false"`` is not true), ``primaryImage`` a string or null.
+    """
+    if not isinstance(record, dict):
+        return f"the record is a JSON {type(record).__name__}, not an object"
+    if type(record.get("objectID")) is not int or record["objectID"] != object_id:
+        return f"objectID is {record.get('objectID')!r:.40}, not {object_id}"
+    pd_flag = record.get("isPublicDomain", None)
+    if type(pd_flag) is not bool:
+        return f"isPublicDomain is {_json_kind(pd_flag)} {pd_flag!r:.40}, not true or false"
+    image = record.get("primaryImage")
+    if image is not None and not isinstance(image, str):
+        return f"primaryImage is {_json_kind(image)} {image!r:.40}, not a URL string"
+    return None
+
+
+def _json_kind(value: object) -> str:
+    return {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number",
+            bool: "a boolean", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _probe_and_hash_file(path: str) -> tuple[object, str, int]:
@@ -277,15 +321,17 @@ class _Sink:
 
 
 class _Watchdog:
-    """Closes a response whose body stalls for ``timeout`` seconds (detected within 2x that).
+    """Closes a response whose body delivers less than ``min_speed`` bytes/s over a window of
+    ``timeout`` seconds, or nothing at all (detected within 2x ``timeout``): a stall or a trickle.
 
     It replaces aiohttp's per-read timeout on image bodies, which re-arms a timer for every piece
     the socket delivers (~70 per 17 MB image); this one wakes up once per ``timeout``."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, timeout: float) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, timeout: float, min_speed: float = 0.0) -> None:
         self.resp, self.timeout = resp, timeout
-        self.pieces = 0  # bumped by the reader for every piece
-        self.fired = False
+        self.received = 0  # bumped by the reader for every piece
+        self.fired: str | None = None  # why the body was closed
+        self._floor = min_speed * timeout  # bytes each window must bring
         self._seen = -1
         self._loop = asyncio.get_running_loop()
         self._handle = self._loop.call_later(timeout, self._check)
@@ -293,11 +339,13 @@ class _Watchdog:
             resp.connection.protocol.read_timeout = None  # this request only: set again for the next one
 
     def _check(self) -> None:
-        if self.pieces == self._seen:
-            self.fired = True
+        got = self.received - self._seen if self._seen >= 0 else self.received
+        if got <= 0 or got < self._floor:
+            self.fired = (f"no data for {self.timeout:g} s" if got <= 0 else
+                          f"{got} bytes in {self.timeout:g} s, below the minimum of {self._floor / self.timeout:.0f} bytes/s")
             self.resp.close()  # the reader gets a ClientConnectionError
         else:
-            self._seen = self.pieces
+            self._seen = self.received
             self._handle = self._loop.call_later(self.timeout, self._check)
 
     def cancel(self) -> None:
@@ -339,7 +387,8 @@ class Crawler:
 
     def __init__(self, out: Path, *, api_url: str, concurrency: int, api_rate: float, image_rate: float,
                  allow_hosts: Sequence[str], retries: int, retry_base: float, retry_max: float,
-                 timeout: float, pixel_limit: int, max_bytes: int, progress: bool, direct_io: bool = True) -> None:
+                 timeout: float, pixel_limit: int, max_bytes: int, progress: bool, direct_io: bool = True,
+                 min_speed: float = DEFAULT_MIN_SPEED) -> None:
         self.out = out
         self.images = out / "images"
         self.api_url = api_url.rstrip("/")
@@ -350,6 +399,7 @@ class Crawler:
         self.image_limits = HostLimiters(image_rate)
         self.retries, self.retry_base, self.retry_max = retries, retry_base, retry_max
         self.timeout, self.pixel_limit, self.max_bytes = timeout, pixel_limit, max_bytes
+        self.min_speed = min_speed
         self.progress = progress
         self.report = CrawlReport(counts={})
         self.bar: tqdm | None = None
@@ -367,9 +417,10 @@ class Crawler:
         await lim.acquire()
         try:
             for _hop in range(MAX_REDIRECTS + 1):
-                async with session.get(url, allow_redirects=False) as resp:
+                # A total deadline per request (headers and body): a record trickling in is a timeout.
+                async with asyncio.timeout(self.timeout), session.get(url, allow_redirects=False) as resp:
                     if resp.status not in REDIRECTS:
-                        body = await resp.read()
+                        body = await self._read_record_body(resp)
                         break
                     nxt = self._redirect(url, resp, "API ", "api_redirect")
                 if isinstance(nxt, Outcome):  # records come from the API host (or an allowed one) only
@@ -377,6 +428,9 @@ class Crawler:
                 url = nxt
             else:
                 return Outcome(st.REFUSED, f"more than {MAX_REDIRECTS} API redirects", url=url)
+            if body is None:
+                lim.on_success()
+                return Outcome(st.BAD_RECORD, f"API record larger than {MAX_RECORD_BYTES} bytes (decoded)", url=url)
             ctype = resp.headers.get("Content-Type", "")
             if resp.status == 404:
                 lim.on_success()
@@ -390,13 +444,31 @@ class Crawler:
                 record = json.loads(body)
             except ValueError:
                 raise _TransientError("API answered a body that is not JSON", "api_bad_json") from None
+            except RecursionError:  # not a ValueError: JSON nested deeper than the parser's recursion
+                lim.on_success()
+                return Outcome(st.BAD_RECORD, "API record is nested too deeply to be a record", url=url)
             if not isinstance(record, dict) or record.get("objectID") != object_id:
                 raise _TransientError("API answered JSON that is not this object's record", "api_bad_json")
             lim.on_success()
+            problem = record_problem(record, object_id)
+            if problem is not None:
+                return Outcome(st.BAD_RECORD, f"malformed API record: {problem}", url=url)
             return record
         except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
             raise _TransientError(f"API request failed: {type(exc).__name__}: {exc}".rstrip(": "),
                                   "api_network") from None
+
+    @staticmethod
+    async def _read_record_body(resp: aiohttp.ClientResponse) -> bytes | None:
+        """The decoded body, streamed (never inflated whole); None when it passes MAX_RECORD_BYTES."""
+        pieces: list[bytes] = []
+        size = 0
+        async for piece in resp.content.iter_any():
+            size += len(piece)
+            if size > MAX_RECORD_BYTES:
+                return None
+            pieces.append(piece)
+        return b"".join(pieces)
 
     def _redirect(self, url: str, resp: aiohttp.ClientResponse, what: str, kind: str) -> str | Outcome:
         """The next URL of a redirect, or a refusal when it leaves the allowed hosts (never asked)."""
@@ -406,7 +478,7 @@ class Crawler:
         nxt = urljoin(url, loc)
         if _host(nxt) not in self.allowed or urlsplit(nxt).scheme not in ("http", "https"):
             return Outcome(st.REFUSED, f"{what}redirect to foreign host {_host(nxt)!r} refused ({url} -> {nxt})",
-                           url=url)
+                           url=url, host=_host(nxt) if urlsplit(nxt).scheme in ("http", "https") else None)
         return nxt
 
     async def _download(self, session: aiohttp.ClientSession, object_id: int, url: str) -> Outcome:
@@ -415,11 +487,16 @@ class Crawler:
             if urlsplit(url).scheme not in ("http", "https"):
                 return Outcome(st.REFUSED, f"image URL scheme not allowed: {url}", url=url)
             if host not in self.allowed:
-                return Outcome(st.REFUSED, f"image host {host!r} is not allowed (use --allow-host)", url=url)
+                return Outcome(st.REFUSED, f"image host {host!r} is not allowed (use --allow-host)", url=url,
+                               host=host)
             lim = self.image_limits[host]
             await lim.acquire()
             try:
-                async with session.get(url, allow_redirects=False) as resp:
+                # The headers within `timeout` in total (a server trickling them never gets to the body);
+                # the body is then watched by _Watchdog (stall and minimum speed).
+                async with asyncio.timeout(self.timeout) as deadline, \
+                        session.get(url, allow_redirects=False, headers=IMAGE_HEADERS) as resp:
+                    deadline.reschedule(None)
                     if resp.status in REDIRECTS:
                         nxt = self._redirect(url, resp, "", "img_redirect")
                         if isinstance(nxt, Outcome):
@@ -437,6 +514,11 @@ class Crawler:
                     expected = resp.content_length
                     if expected is not None and expected > self.max_bytes:
                         return Outcome(st.REFUSED, f"image of {expected} bytes exceeds the byte limit", url=url)
+                    if resp.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
+                        # Encoded although we asked for identity: aiohttp decodes it, so Content-Length (the
+                        # encoded length) says nothing about the bytes we get; max_bytes caps what we keep.
+                        expected = None
+                    self.state.note_announced(object_id, expected)  # what a resumed run may adopt
                     outcome = await self._stream(resp, object_id, url, expected, ctype)
                     lim.on_success()
                     return outcome
@@ -451,11 +533,11 @@ class Crawler:
         done = False
         loop = asyncio.get_running_loop()
         buf = self._buffers.get()
-        pending: asyncio.Future | None = None  # the worker thread's call on this download
+        # The worker thread's call on this download: a concurrent future, which (unlike the asyncio
+        # future awaiting it) is not done before the thread has let go of the buffer and the file.
+        pending: Future | None = None
 
         def cleanup(_=None) -> None:
-            if pending is not None and pending.done() and not pending.cancelled():
-                pending.exception()  # retrieved: an error is already reported, or the download was cancelled
             self._buffers.put(buf)
             if fd >= 0:
                 os.close(fd)
@@ -470,41 +552,40 @@ class Crawler:
             # gathers the next. Memory per download stays ~5 MiB, whatever the image size.
             pieces: list[bytes] = []
             gathered = n = 0
-            watch = _Watchdog(resp, self.timeout) if self.timeout else None
+            watch = _Watchdog(resp, self.timeout, self.min_speed) if self.timeout else None
             try:
                 async for piece in resp.content.iter_any():
                     pieces.append(piece)
                     gathered += len(piece)
                     if watch is not None:
-                        watch.pieces += 1
+                        watch.received += len(piece)
                     if gathered >= BATCH:
                         n += gathered
                         if n > self.max_bytes:
                             return Outcome(st.REFUSED, f"image larger than the byte limit ({self.max_bytes})",
                                            url=url)
                         if pending is not None:
-                            await pending
-                        pending = loop.run_in_executor(self._io_pool, sink.consume, pieces)
+                            await asyncio.wrap_future(pending)
+                        pending = self._io_pool.submit(sink.consume, pieces)
                         pieces, gathered = [], 0
             except aiohttp.ClientError:
                 if watch is not None and watch.fired:
-                    raise _TransientError(f"image download stalled: no data for {self.timeout:g} s",
-                                          "img_network") from None
+                    raise _TransientError(f"image download too slow: {watch.fired}", "img_slow") from None
                 raise
             finally:
                 if watch is not None:
                     watch.cancel()
             n += gathered
             if pending is not None:
-                await pending
+                await asyncio.wrap_future(pending)
             if n > self.max_bytes:
                 return Outcome(st.REFUSED, f"image larger than the byte limit ({self.max_bytes})", url=url)
             if expected is not None and n != expected:
                 raise _TransientError(f"truncated body: {n} of {expected} bytes", "img_truncated")
             if n == 0:
                 raise _TransientError("empty image body", "img_empty")
-            pending = loop.run_in_executor(self._io_pool, sink.finish, pieces)  # the tail, then fdatasync
-            await pending
+            pending = self._io_pool.submit(sink.finish, pieces)  # the tail, then fdatasync
+            await asyncio.wrap_future(pending)
             self.direct_io = sink.direct
             try:
                 info = await loop.run_in_executor(self._io_pool, _probe, tmp)
@@ -523,7 +604,7 @@ class Crawler:
                 height=info.height, content_type=ctype.split(";")[0].strip() or None))
         finally:
             if pending is not None and not pending.done():
-                # Cancelled while a thread still works on the buffer and the file: clean up after it.
+                # Cancelled (or failed) while a thread still works on the buffer and the file: clean up after it.
                 pending.add_done_callback(cleanup)
             else:
                 cleanup()
@@ -538,14 +619,15 @@ class Crawler:
 
     async def _attempt(self, session: aiohttp.ClientSession, object_id: int) -> Outcome:
         assert self.state is not None
-        record = self.state.record(object_id)
+        # A stored record that is damaged or of the wrong shape reads as None: it is fetched again.
+        record = self.state.record(object_id, record_problem)
         if record is None:
             got = await self._fetch_record(session, object_id)
             if isinstance(got, Outcome):
                 return got
             record = got
             self.state.save_record(object_id, record)
-        if not record.get("isPublicDomain"):
+        if record["isPublicDomain"] is not True:
             return Outcome(st.NOT_PUBLIC_DOMAIN)
         url = (record.get("primaryImage") or "").strip()
         if not url:
@@ -553,7 +635,10 @@ class Crawler:
         existing = self._existing_image(object_id)
         if existing is not None:  # renamed by a run killed before it could record it
             loop = asyncio.get_running_loop()
+            announced = self.state.announced(object_id)
             try:
+                if announced is None or existing.stat().st_size != announced:
+                    raise ValueError("not the length the server announced")  # truncated, or not ours: fetch again
                 info, sha, n = await loop.run_in_executor(self._io_pool, _probe_and_hash_file, str(existing))
             except ValueError:
                 existing.unlink()
@@ -586,7 +671,8 @@ class Crawler:
             img = outcome.image or {}
             self.state.finish(object_id, outcome.status, error=outcome.error, url=outcome.url,
                               image_file=img.get("image_file"), nbytes=img.get("nbytes"), sha256=img.get("sha256"),
-                              width=img.get("width"), height=img.get("height"), content_type=img.get("content_type"))
+                              width=img.get("width"), height=img.get("height"), content_type=img.get("content_type"),
+                              refused_host=outcome.host if outcome.status == st.REFUSED else None)
             self._tick(outcome.status)
             return
 
@@ -624,7 +710,16 @@ class Crawler:
 
             with tqdm(total=len(todo), desc="crawl", unit="obj", disable=not self.progress, smoothing=0.05,
                       dynamic_ncols=True) as self.bar:
-                await asyncio.gather(*(worker() for _ in range(min(self.concurrency, max(1, len(todo))))))
+                tasks = [asyncio.create_task(worker()) for _ in range(min(self.concurrency, max(1, len(todo))))]
+                try:
+                    await asyncio.gather(*tasks)
+                except BaseException:
+                    # The run itself failed (a full disk, an interrupt): stop every other object now and
+                    # wait for their clean-up, so the error is reported once and no task is left behind.
+                    for t in tasks:
+                        t.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                    raise
             self.bar = None
 
 
@@ -633,19 +728,45 @@ def crawl(ids: Sequence[int], out: str | os.PathLike, *, api_url: str = DEFAULT_
           image_rate: float = DEFAULT_IMAGE_RATE, allow_hosts: Sequence[str] = (), progress: bool = True,
           retries: int = 6, retry_base: float = 1.0, retry_max: float = 60.0, timeout: float = 60.0,
           pixel_limit: int = DEFAULT_PIXEL_LIMIT, max_bytes: int = DEFAULT_MAX_BYTES,
-          export: bool = True) -> CrawlReport:
+          min_speed: float = DEFAULT_MIN_SPEED, export: bool = True) -> CrawlReport:
     """Crawl ``ids`` into ``out`` (resumable; see the module docstring); return the report.
 
     Every object registered in ``out/crawl.sqlite`` that has not reached a final state is
     (re)tried, so calling it again with more IDs adds them, and a rerun picks up failures.
+    Objects refused because of their image host are tried again when ``allow_hosts`` now
+    allows it. One run per ``out`` at a time: a second one gets a :class:`UserError` naming the
+    holder. A full disk raises ``OSError(ENOSPC)`` with the state at its last commit.
     """
     if concurrency < 1:
         raise UserError("--concurrency must be at least 1")
-    if api_rate <= 0 or image_rate <= 0:
-        raise UserError("rates must be > 0 requests per second")
-    if urlsplit(api_url).scheme not in ("http", "https") or not _host(api_url):
+    for name, value, low in (("api_rate", api_rate, 0.0), ("image_rate", image_rate, 0.0),
+                             ("timeout", timeout, 0.0), ("retry_base", retry_base, -1.0),
+                             ("retry_max", retry_max, -1.0), ("min_speed", min_speed, -1.0)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > low):
+            what = "> 0" if low == 0 else ">= 0"
+            raise UserError(f"--{name.replace('_', '-')} must be a finite number {what}, not {value!r}")
+    parts = urlsplit(api_url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port outside 0..65535
+    except ValueError:
+        raise UserError(f"--api-url {api_url!r} has a port outside 0-65535") from None
+    if parts.scheme not in ("http", "https") or not _host(api_url):
         raise UserError(f"--api-url {api_url!r} is not an http(s) URL")
+    bad_ids = [i for i in ids if not 0 <= int(i) <= MAX_OBJECT_ID]
+    if bad_ids:
+        raise UserError(f"object ID {bad_ids[0]} is out of range (0 to 2**63-1)")
     out = ensure_writable_dir(out, "crawl output folder")
+    with folder_lock(out):
+        return _crawl_locked(ids, out, api_url=api_url, concurrency=concurrency, api_rate=api_rate,
+                             image_rate=image_rate, allow_hosts=allow_hosts, progress=progress, retries=retries,
+                             retry_base=retry_base, retry_max=retry_max, timeout=timeout, pixel_limit=pixel_limit,
+                             max_bytes=max_bytes, min_speed=min_speed, export=export)
+
+
+def _crawl_locked(ids: Sequence[int], out: Path, *, api_url: str, concurrency: int, api_rate: float,
+                  image_rate: float, allow_hosts: Sequence[str], progress: bool, retries: int, retry_base: float,
+                  retry_max: float, timeout: float, pixel_limit: int, max_bytes: int, min_speed: float,
+                  export: bool) -> CrawlReport:
     images = ensure_writable_dir(out / "images", "image folder")
     clean_stale_temps(images)
     # The crawler only parses headers; its own pixel limit replaces Pillow's process-wide bomb guard.
@@ -655,13 +776,15 @@ def crawl(ids: Sequence[int], out: str | os.PathLike, *, api_url: str = DEFAULT_
     crawler_args = dict(api_url=api_url, concurrency=concurrency, api_rate=api_rate, image_rate=image_rate,
                         allow_hosts=tuple(allow_hosts), retries=retries, retry_base=retry_base, retry_max=retry_max,
                         timeout=timeout, pixel_limit=pixel_limit, max_bytes=max_bytes,
-                        direct_io=DEFAULT_DIRECT_IO)
+                        direct_io=DEFAULT_DIRECT_IO, min_speed=min_speed)
     crawler = Crawler(out, **crawler_args, progress=progress)
     t0 = time.perf_counter()
     with st.CrawlState(out / "crawl.sqlite") as state:
         crawler.state = state
         state.add_ids(ids)
         state.set_meta("api_url", api_url)
+        state.verify(out)  # a tampered or damaged state is redone where it does not hold, never trusted
+        state.reopen_refusals(crawler.allowed)
         todo = state.unfinished()
         try:
             if active_client() is not None:  # --scheduler: shards on Dask workers, the state written here
@@ -705,5 +828,5 @@ def load_records(out: str | os.PathLike) -> dict[int, dict]:
     if not path.is_file():
         raise UserError(f"no crawl state at {str(path)!r}; run `methbuild crawl --out {out}` first")
     with st.CrawlState(path) as state:
-        return state.records()
+        return state.records(record_problem)
 

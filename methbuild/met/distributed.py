@@ -23,6 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from methbuild.executor import active_client, iter_tasks
+from methbuild.met.state import disk_full_as_oserror
 
 SHARD_MIN = 8
 
@@ -30,12 +31,21 @@ SHARD_MIN = 8
 class JournalState:
     """The part of :class:`~methbuild.met.state.CrawlState` a crawler uses, recording instead of writing."""
 
-    def __init__(self, records: dict[int, dict]) -> None:
+    def __init__(self, records: dict[int, dict], announced: dict[int, int] | None = None) -> None:
         self._records = records
+        self._announced = dict(announced or {})
         self.journal: list[tuple] = []
 
-    def record(self, object_id: int) -> dict | None:
-        return self._records.get(object_id)
+    def record(self, object_id: int, check=None) -> dict | None:
+        rec = self._records.get(object_id)
+        return None if rec is None or (check is not None and check(rec, object_id) is not None) else rec
+
+    def announced(self, object_id: int) -> int | None:
+        return self._announced.get(object_id)
+
+    def note_announced(self, object_id: int, nbytes: int | None) -> None:
+        self._announced[object_id] = nbytes
+        self.journal.append(("note_announced", object_id, (nbytes,), {}))
 
     def save_record(self, object_id: int, record: dict) -> None:
         self._records[object_id] = record
@@ -54,6 +64,7 @@ class Shard:
     records: dict  # object ID → record already fetched in an earlier run
     out: str
     crawler_args: dict
+    announced: dict  # object ID → image length announced in an earlier run (what may be adopted)
 
 
 def crawl_shard(shard: Shard) -> dict:
@@ -61,7 +72,7 @@ def crawl_shard(shard: Shard) -> dict:
     from methbuild.met.crawl import Crawler
 
     crawler = Crawler(Path(shard.out), **shard.crawler_args, progress=False)
-    state = JournalState(dict(shard.records))
+    state = JournalState(dict(shard.records), shard.announced)
     crawler.state = state  # type: ignore[assignment]
     asyncio.run(crawler.run(list(shard.ids)))
     r = crawler.report
@@ -86,6 +97,8 @@ def shard_args(crawler_args: dict, n: int) -> dict:
 
 def run_on_dask(todo: Sequence[int], state, out: Path, crawler_args: dict, report, progress: bool) -> None:
     """Crawl ``todo`` on the active Dask cluster, replaying every shard's journal into ``state``."""
+    from methbuild.met.crawl import record_problem
+
     n = cluster_threads()
     args = shard_args(crawler_args, n)
     size = max(SHARD_MIN, args["concurrency"] * 4)
@@ -93,8 +106,9 @@ def run_on_dask(todo: Sequence[int], state, out: Path, crawler_args: dict, repor
 
     def shards():
         for ids in shards_ids:
-            records = {oid: rec for oid in ids if (rec := state.record(oid)) is not None}
-            yield Shard(ids, records, str(out), args)
+            records = {oid: rec for oid in ids if (rec := state.record(oid, record_problem)) is not None}
+            announced = {oid: n for oid in ids if (n := state.announced(oid)) is not None}
+            yield Shard(ids, records, str(out), args, announced)
 
     with tqdm(total=len(todo), desc=f"crawl on {n} Dask worker(s)", unit="obj", disable=not progress or None,
               dynamic_ncols=True) as bar:
@@ -104,7 +118,7 @@ def run_on_dask(todo: Sequence[int], state, out: Path, crawler_args: dict, repor
                 bar.update(len(res.item.ids))
                 continue
             v = res.value
-            with state.db:  # one transaction per shard
+            with disk_full_as_oserror(state.path), state.db:  # one transaction per shard
                 state.db.execute("BEGIN")
                 for method, oid, pos, kw in v["journal"]:
                     getattr(state, method)(oid, *pos, **kw)

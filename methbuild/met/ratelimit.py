@@ -11,6 +11,7 @@ towards the configured maximum.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 
@@ -21,8 +22,8 @@ class AdaptiveRateLimiter:
     def __init__(self, rate: float, *, min_rate: float | None = None, backoff: float = 0.5,
                  recover: float = 0.02, cooldown: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be > 0")
+        if not math.isfinite(rate) or rate <= 0:  # NaN passes `rate <= 0` and would switch politeness off
+            raise ValueError(f"rate must be a finite number > 0, not {rate!r}")
         self.max_rate = float(rate)
         self.rate = float(rate)
         self.min_rate = min(self.max_rate, min_rate if min_rate is not None else max(0.05, rate / 64))
@@ -87,6 +88,7 @@ class HostLimiters:
     """One :class:`AdaptiveRateLimiter` per host, created on first use at the host's rate."""
 
     def __init__(self, default_rate: float, rates: dict[str, float] | None = None, **options) -> None:
+        AdaptiveRateLimiter(default_rate)  # a non-finite or non-positive rate fails here, not at the first request
         self.default_rate = default_rate
         self.rates = dict(rates or {})
         self.options = options

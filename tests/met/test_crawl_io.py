@@ -132,6 +132,6 @@ def test_a_stalled_body_is_retried(tmp_path):
         asyncio.run_coroutine_threadsafe(port["runner"].cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
     assert gets["n"] == 2 and r.exit_code == 0, r.summary()
-    assert r.errors == {"img_network": 1} and r.retries == 1
+    assert r.errors == {"img_slow": 1} and r.retries == 1
     df = load_objects(tmp_path)
     assert df.status.tolist() == [st.DOWNLOADED] and df.sha256[0] == hashlib.sha256(body).hexdigest()
