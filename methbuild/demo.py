@@ -43,12 +43,12 @@ def run_demo(out: Path, *, progress: bool = True, quick: bool = False, log=print
     res = DemoResult()
     t0 = time.perf_counter()
 
-    log("[1/5] UltraMNIST (56 train + 56 test images, 1024x1024, with a contact sheet)")
+    log("[1/6] UltraMNIST (56 train + 56 test images, 1024x1024, with a contact sheet)")
     um = generate(Options(n=28 if quick else 56, size=1024, out=out / "ultramnist", preview=True, progress=progress))
     res.lines.append(f"UltraMNIST sample:     {out / 'ultramnist'}/  (look at preview.png; "
                      f"{sum(s['images'] for s in um['splits'].values())} images)")
 
-    log("[2/5] crawl 40 real Met objects from a local mirror of the embedded real rows")
+    log("[2/6] crawl 40 real Met objects from a local mirror of the embedded real rows")
     with serve_in_thread(metadata=REAL_ROWS, seed=0, image_scale=0.25) as url:
         import pandas as pd
 
@@ -57,7 +57,7 @@ def run_demo(out: Path, *, progress: bool = True, quick: bool = False, log=print
     counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(report.counts.items()) if v)
     res.lines.append(f"Crawl of real rows:    {out / 'crawl'}/  ({counts}; objects.csv, images/)")
 
-    log("[3/5] build MetH-Medium, -Cultures, -Period and -SR (scaled down) from a synthetic Met mirror")
+    log("[3/6] build MetH-Medium, -Cultures, -Period and -SR (scaled down) from a synthetic Met mirror")
     met = out / "met"
     # Full-size originals (the Met's spread: median 6 MP, 11% above 12 MP), so MetH-SR finds real candidates.
     with serve_in_thread(synthetic=4000, seed=0, image_scale=1.0, noise=4.0, quality=85) as url:
@@ -73,14 +73,25 @@ def run_demo(out: Path, *, progress: bool = True, quick: bool = False, log=print
             log(f"      {r.name}: {splits}{extra}")
             res.lines.append(f"{r.name + ':':22} {r.folder}/  ({splits}{extra})")
 
-    log("[4/5] statistics of the built datasets (sizes, aspect ratios, overlaps, figure)")
+    log("[4/6] statistics of the built datasets (sizes, aspect ratios, overlaps, figure)")
     from methbuild.stats.collect import collect
 
     csvs = sorted((out / "datasets").glob("MetH-*/MetH-*.csv"))
     collect(csvs, groups=["meth"] * len(csvs), out=out / "stats", progress=progress)
     res.lines.append(f"Statistics:            {out / 'stats'}/  (figure.png, summary.csv, overlap.csv)")
 
-    log("[5/5] a report page for every dataset (methbuild report)")
+    log("[5/6] export MetH-Medium to WebDataset shards (original bytes, index.parquet beside them)")
+    from methbuild.export.run import export
+
+    medium = out / "datasets" / "MetH-Medium"
+    shards = out / "webdataset" / "MetH-Medium"
+    ex = export(medium, "webdataset", shards, shard_bytes=64 * 2**20, progress=progress)
+    res.lines.append(f"WebDataset export:     {shards}/  ({len(ex.files)} files; load the train split with:)")
+    res.lines.append("    import glob, webdataset as wds")
+    res.lines.append(f"    ds = wds.WebDataset(sorted(glob.glob('{shards}/MetH-Medium-train-*.tar')), "
+                     "shardshuffle=False).decode('pil')")
+
+    log("[6/6] a report page for every dataset (methbuild report)")
     from methbuild.report import build_report, write_index
 
     reports = []

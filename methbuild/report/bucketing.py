@@ -22,59 +22,48 @@ DEFAULT_MODEL, DEFAULT_DTYPE, DEFAULT_BUDGET = "vgg16", "bf16", 80 * 10**9
 
 def bucketing_section(width: np.ndarray, height: np.ndarray, *, plan: str | Path | None = None, seed: int = 0,
                       progress: bool = False) -> dict:
-    """{"settings", "curve": {...}, "buckets": [...], "padding": {...}, "source"} for the sizes given."""
-    from methbuild.buckets.boundaries import bucketize, padding_percent
-    from methbuild.buckets.memory import estimate, human_bytes
+    """{"settings", "curve": {...}, "buckets": [...], "padding": {...}, "source"} for the sizes given.
+
+    Without ``plan``: the plan ``methbuild buckets`` makes with K = M = 4 and the table's memory model.
+    With ``plan``: the table of that PLAN.json, and the curve at its own K and M.
+    """
+    import pandas as pd
+
+    from methbuild.buckets.memory import human_bytes
+    from methbuild.buckets.plan import Options, make_plan
     from methbuild.buckets.plot import padding_curve
 
     w = np.asarray(width, dtype=np.int64)
     h = np.asarray(height, dtype=np.int64)
-    area = w * h
+    sizes = pd.DataFrame({"path": np.arange(w.size).astype(str), "width": w, "height": h})
     if plan is not None:
         meta = _read_plan(plan)
         st = meta.get("settings", {})
         k, m = int(st.get("superbuckets", DEFAULT_K)), int(st.get("buckets", DEFAULT_M))
-        rows = [{"bucket": b.get("id", b.get("bucket")), "super_bucket": b.get("super_bucket"),
-                 "images": b.get("images"),
-                 "mp_min": b.get("min_pixels", 0) / 1e6, "mp_max": b.get("max_pixels", 0) / 1e6,
-                 "aspect_min": b.get("min_aspect"), "aspect_max": b.get("max_aspect"),
-                 "padded": f"{b.get('padded_width')}×{b.get('padded_height')}",
-                 "padding_percent": b.get("padding_percent"), "batch_size": b.get("batch_size"),
-                 "memory_per_batch": human_bytes(b["bytes_per_batch"]) if b.get("bytes_per_batch") else "–"}
-                for b in meta.get("buckets", [])]
-        pad = meta.get("padding", {})
-        padding = {key: (pad.get(key) or {}).get("percent") for key in ("b2b", "equal_count", "one_bucket")}
-        settings = {"superbuckets": k, "buckets": m, "model": st.get("model"), "dtype": st.get("dtype"),
-                    "train": st.get("train"), "memory_budget": human_bytes(st.get("memory_budget_bytes", 0)),
-                    "seed": st.get("seed", seed), "plan_images": meta.get("images")}
+        curve_plan = make_plan(sizes, Options(superbuckets=k, buckets=m, seed=int(st.get("seed", seed))))
         source = f"PLAN {Path(plan).name}"
     else:
         k, m = DEFAULT_K, DEFAULT_M
-        b = bucketize(w, h, k, m, seed=seed)
-        total = int(area.sum())
-        one = int(w.size * w.max() * h.max() - total)
-        rows = []
-        for bid, sb in enumerate(b.bucket_super):
-            sel = b.bucket_of == bid
-            bw, bh = w[sel], h[sel]
-            pw, ph = int(bw.max()), int(bh.max())
-            pad_px = int(bw.size * pw * ph - (bw * bh).sum())
-            est = estimate(DEFAULT_MODEL, ph, pw, DEFAULT_DTYPE, False)
-            fit = est.max_batch(DEFAULT_BUDGET)
-            batch = min(fit, int(bw.size)) if fit >= 1 else 0
-            rows.append({"bucket": bid, "super_bucket": int(sb), "images": int(bw.size),
-                         "mp_min": float((bw * bh).min() / 1e6), "mp_max": float((bw * bh).max() / 1e6),
-                         "aspect_min": float((bw / bh).min()), "aspect_max": float((bw / bh).max()),
-                         "padded": f"{pw}×{ph}", "padding_percent": padding_percent(pad_px, int((bw * bh).sum())),
-                         "batch_size": batch if batch else "does not fit",
-                         "memory_per_batch": human_bytes(est.total(batch)) if batch else human_bytes(est.total(1))})
-        padding = {"b2b": padding_percent(b.padding, total),
-                   "equal_count": padding_percent(b.padding_equal_count, total),
-                   "one_bucket": padding_percent(one, total)}
-        settings = {"superbuckets": k, "buckets": m, "model": DEFAULT_MODEL, "dtype": DEFAULT_DTYPE, "train": False,
-                    "memory_budget": human_bytes(DEFAULT_BUDGET), "seed": seed}
+        curve_plan = make_plan(sizes, Options(superbuckets=k, buckets=m, model=DEFAULT_MODEL, dtype=DEFAULT_DTYPE,
+                                              memory_budget=DEFAULT_BUDGET, seed=seed))
+        meta = curve_plan.meta
+        st = meta.get("settings", {})
         source = "default plan"
-    curve = padding_curve(w, h, k, m, seed=seed, progress=progress)
+    rows = [{"bucket": b.get("id", b.get("bucket")), "super_bucket": b.get("super_bucket"),
+             "images": b.get("images"),
+             "mp_min": (b.get("min_pixels") or 0) / 1e6, "mp_max": (b.get("max_pixels") or 0) / 1e6,
+             "aspect_min": b.get("min_aspect"), "aspect_max": b.get("max_aspect"),
+             "padded": f"{b.get('padded_width')}×{b.get('padded_height')}",
+             "padding_percent": b.get("padding_percent"),
+             "batch_size": b.get("batch_size") if b.get("batch_size") else (b.get("status") or "does not fit"),
+             "memory_per_batch": human_bytes(b["bytes_per_batch"]) if b.get("bytes_per_batch") else "–"}
+            for b in meta.get("buckets", [])]
+    pad = meta.get("padding", {})
+    padding = {key: (pad.get(key) or {}).get("percent") for key in ("b2b", "equal_count", "one_bucket")}
+    settings = {"superbuckets": k, "buckets": m, "model": st.get("model"), "dtype": st.get("dtype"),
+                "train": st.get("train"), "memory_budget": human_bytes(st.get("memory_budget_bytes", 0)),
+                "seed": st.get("seed", seed), "plan_images": meta.get("images")}
+    curve = padding_curve(w, h, curve_plan, seed=seed, progress=progress)
     return {"source": source, "settings": settings, "buckets": rows, "padding": padding,
             "curve": {"superbuckets": curve.superbuckets, "m": list(curve.buckets), "made": list(curve.total_buckets),
                       "b2b": list(curve.b2b), "equal": list(curve.equal), "one_bucket": curve.one_bucket,
