@@ -8,9 +8,11 @@ Nothing in the package imports this module.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import importlib.util
+import signal
 import sys
 
 import click
@@ -71,19 +73,41 @@ def _fail(prog: str, message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like a Ctrl-C, so the same clean-up runs (pools stop,
+    state is saved, temporary files go) instead of the process vanishing mid-write."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated()
+
+
+def _interrupt_status(exc: BaseException) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM (128 + the signal, as a shell reports it)."""
+    cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__ or exc.__context__
+    return 128 + signal.SIGTERM if isinstance(cause, Terminated) else 128 + signal.SIGINT
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the CLI; user errors become one stderr line and exit status 2."""
     prog = "methbuild"
     # click >= 8.2 raises this for a bare `methbuild` (or a group without its subcommand).
     no_args = getattr(click.exceptions, "NoArgsIsHelpError", ())
+    with contextlib.suppress(ValueError):  # not the main thread (main() called from a test's thread)
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         rv = cli.main(args=argv, prog_name=prog, standalone_mode=False)
     except no_args as exc:  # type: ignore[misc]
         click.echo(exc.format_message())
         sys.exit(0)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        if isinstance(exc, click.exceptions.Abort) and isinstance(exc.__cause__, EOFError):
+            # click turns any EOFError into Abort (meant for prompts, which we do not use): an EOFError
+            # here is a bug, not an interruption, so it keeps its traceback.
+            raise exc.__cause__
         click.echo(f"{prog}: interrupted; rerun the same command to resume", err=True)
-        sys.exit(130)
+        sys.exit(_interrupt_status(exc))
     except click.ClickException as exc:
         ctx = getattr(exc, "ctx", None)
         where = ctx.command_path if ctx is not None else prog
