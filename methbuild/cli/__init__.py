@@ -92,10 +92,19 @@ def _interrupt_status(exc: BaseException) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the CLI; user errors become one stderr line and exit status 2."""
     prog = "methbuild"
+    previous = None
+    with contextlib.suppress(ValueError):  # not the main thread (main() called from a test's thread)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        _run(prog, argv)
+    finally:
+        if previous is not None:  # main() called in-process (tests): give the caller its handler back
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(prog: str, argv: list[str] | None) -> None:
     # click >= 8.2 raises this for a bare `methbuild` (or a group without its subcommand).
     no_args = getattr(click.exceptions, "NoArgsIsHelpError", ())
-    with contextlib.suppress(ValueError):  # not the main thread (main() called from a test's thread)
-        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         rv = cli.main(args=argv, prog_name=prog, standalone_mode=False)
     except no_args as exc:  # type: ignore[misc]
@@ -114,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(where, exc.format_message(), exc.exit_code if exc.exit_code else 2)
     except UserError as exc:
         _fail(prog, str(exc), exc.exit_code)
+    except BrokenPipeError:  # `methbuild ... | head` (an OSError: caught before the general case)
+        sys.exit(0)
     except OSError as exc:
         # A full disk (or quota) is the environment, not a bug: one line, exit 1, and the run's state is
         # whatever its atomic writes left, so freeing space and rerunning resumes it.
@@ -121,7 +132,5 @@ def main(argv: list[str] | None = None) -> None:
             raise
         where = f" writing {exc.filename!r}" if exc.filename else ""
         _fail(prog, f"no space left on device{where}; free some space and rerun the same command to resume", 1)
-    except BrokenPipeError:  # `methbuild ... | head`
-        sys.exit(0)
     if isinstance(rv, int) and rv:
         sys.exit(rv)
