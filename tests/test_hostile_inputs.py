@@ -291,7 +291,8 @@ def test_build_second_run_on_out_is_refused(tmp_path: Path):
 def _start_ultramnist(out: Path, *extra: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # a session of its own: a Ctrl-C in a terminal reaches the whole process group, workers included
-    return subprocess.Popen([sys.executable, "-m", "methbuild", "ultramnist", "--n", "60", "--size", "2048",
+    # long enough (minutes) that it is surely still running when signalled; only seconds of it run
+    return subprocess.Popen([sys.executable, "-m", "methbuild", "ultramnist", "--n", "2000", "--size", "4000",
                              "--split", "train", "--workers", "2", "--out", str(out), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
@@ -337,7 +338,7 @@ def test_interrupt_is_one_line_and_leaves_only_whole_files(tmp_path: Path, how: 
             os.killpg(proc.pid, signal.SIGINT)
         else:
             # and while it runs, a second run on the same folder is refused, naming the first
-            second = run_cli("ultramnist", "--n", 60, "--size", 2048, "--split", "train", "--out", out)
+            second = run_cli("ultramnist", "--n", 2000, "--size", 4000, "--split", "train", "--out", out)
             assert_user_error(second, "in use", f"pid {proc.pid}")
             proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
@@ -375,7 +376,7 @@ def small_disk(tmp_path: Path):
 
 def test_a_full_disk_is_one_line_and_a_rerun_after_freeing_space_completes(small_disk: Path):
     out = small_disk / "um"
-    args = ("ultramnist", "--n", 24, "--size", 1024, "--format", "png", "--split", "train", "--workers", 2,
+    args = ("ultramnist", "--n", 60, "--size", 1024, "--format", "png", "--split", "train", "--workers", 2,
             "--out", out)
     proc = run_cli(*args)
     assert proc.returncode == 1, (proc.returncode, proc.stderr)
@@ -391,6 +392,6 @@ def test_a_full_disk_is_one_line_and_a_rerun_after_freeing_space_completes(small
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr
     assert "already complete" in proc.stdout
-    assert len(list((out / "train").glob("*.png"))) == 24
+    assert len(list((out / "train").glob("*.png"))) == 60
     assert not list((out / "train").glob(".*tmp*"))
     assert (out / LOCK_NAME).exists()
