@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import filecmp
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +32,9 @@ import numpy as np
 import pandas as pd
 
 from methbuild.errors import UserError
-from methbuild.io.atomic import TMP_MARK, ensure_writable_dir
-from methbuild.io.meth_csv import image_file_value, resolve_image_file
+from methbuild.io.atomic import TMP_MARK, clean_stale_temps, ensure_writable_dir
+from methbuild.io.lock import folder_lock
+from methbuild.io.meth_csv import IMAGE_FILE_COLUMN, image_file_value, resolve_image_file
 from methbuild.io.tables import write_table
 from methbuild.met import state as crawl_state
 from methbuild.met.crawl import DEFAULT_API_URL, crawl, load_objects
@@ -41,6 +44,10 @@ from methbuild.recipe import PUBLISHED_COLUMNS, Recipe, ShortClasses
 
 EXTRA_COLUMNS = ["Accession number", "URL", "sha256"]
 MAX_ROUNDS = 12
+# A dataset's name is its folder under --out: one plain path component, never "." / ".." or hidden.
+DATASET_NAME = re.compile(r"[^\W_][\w.-]{0,99}")
+MAX_OBJECT_ID = 2**63 - 1  # the crawl state stores IDs as SQLite (64-bit) integers
+MAX_SIDE = 1_000_000  # pixels: far beyond any photograph in the collection
 
 
 class TransientCrawlFailures(Exception):
@@ -147,12 +154,26 @@ def select(recipe: Recipe, meta: pd.DataFrame, opts: BuildOptions) -> tuple[pd.D
     return recipe.assign(usable, opts.scale), crawled, rounds
 
 
+def check_dataset_name(name: str, what: str = "--name") -> str:
+    """``name`` if it is a plain folder name (letters, digits, '.', '-', '_'; starts with a letter or
+    digit; at most 100 characters), else a :class:`UserError`: the name becomes ``<out>/<name>/``,
+    so ``..`` or a path would write (and clean up) outside ``--out``."""
+    if not DATASET_NAME.fullmatch(name):
+        raise UserError(f"{what} {name!r} is not a plain folder name (letters, digits, '.', '-', '_', starting "
+                        "with a letter or digit, at most 100 characters)")
+    return name
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    with contextlib.suppress(OSError):
+        return os.path.samefile(a, b) or filecmp.cmp(a, b, shallow=False)
+    return False
+
+
 def _place(src: Path, dest: Path) -> None:
     """``dest`` becomes the same bytes as ``src``: a hard link if possible, else a copy; atomically."""
-    if dest.exists():
-        with contextlib.suppress(OSError):
-            if os.path.samefile(src, dest) or dest.stat().st_size == src.stat().st_size:
-                return
+    if dest.is_file() and _same_bytes(src, dest):
+        return
     tmp = dest.with_name(f".{dest.name}{TMP_MARK}link")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
@@ -207,6 +228,8 @@ def write_dataset(recipe: Recipe, split: pd.DataFrame, opts: BuildOptions, *, so
     data = ensure_writable_dir(folder / "data", "data folder")
     table = dataset_table(recipe, split)
     images = opts.crawl_dir / "images"
+    csv_path = folder / f"{recipe.title}.csv"
+    earlier = _earlier_build_files(csv_path, data)
     keep = set()
     for value, src in zip(table["Image file"], split["image_file"]):
         src_path = Path(str(src))
@@ -215,10 +238,7 @@ def write_dataset(recipe: Recipe, split: pd.DataFrame, opts: BuildOptions, *, so
         dest = resolve_image_file(folder, value)
         _place(src_path, dest)
         keep.add(dest.name)
-    for entry in os.scandir(data):  # files of an earlier build with other sizes
-        if entry.name not in keep and entry.is_file():
-            os.unlink(entry.path)
-    csv_path = folder / f"{recipe.title}.csv"
+    _remove_stale(earlier - keep, data, images)
     write_table(table, csv_path)
     write_card(recipe, table, folder, scale=opts.scale, source=source)
     write_croissant(recipe, table, folder, Provenance(source=source, api_url=str(opts.api_url), scale=opts.scale,
@@ -226,11 +246,48 @@ def write_dataset(recipe: Recipe, split: pd.DataFrame, opts: BuildOptions, *, so
     return csv_path, table
 
 
+def _earlier_build_files(csv_path: Path, data: Path) -> set[str]:
+    """Names of the files in ``data/`` that the dataset's current CSV (an earlier build) lists."""
+    if not csv_path.is_file():
+        return set()
+    try:
+        values = pd.read_csv(csv_path, usecols=[IMAGE_FILE_COLUMN], dtype=str, keep_default_na=False)[IMAGE_FILE_COLUMN]
+    except (ValueError, OSError):  # not one of ours (no such column, not a CSV): claim nothing
+        return set()
+    names = set()
+    for value in values:
+        path = resolve_image_file(csv_path.parent, value)
+        if path.parent == data:  # only plain entries of data/, never a path elsewhere
+            names.add(path.name)
+    return names
+
+
+def _remove_stale(names: set[str], data: Path, images: Path) -> None:
+    """Remove files an earlier build placed in ``data/`` that this build does not list.
+
+    Only a file that is a link to, or a byte-identical copy of, its original in the crawl store is
+    removed (nothing is lost); anything else (a file this build did not write) is left alone.
+    """
+    for name in sorted(names):
+        path = data / name
+        if path.is_file() and not path.is_symlink() and _same_bytes(path, images / name):
+            os.unlink(path)
+    clean_stale_temps(data)  # links of an interrupted earlier build (.<name>.tmp-link)
+
+
 def build_recipe(recipe: Recipe, opts: BuildOptions) -> BuildResult:
-    """Build one dataset end to end; raises UserError / ShortClasses / TransientCrawlFailures."""
+    """Build one dataset end to end; raises UserError / ShortClasses / TransientCrawlFailures.
+
+    One build per ``opts.out`` at a time: a second one raises a UserError naming the first.
+    """
     if not opts.scale > 0:
         raise UserError(f"--scale must be > 0 (got {opts.scale})")
     ensure_writable_dir(opts.out, "--out folder")
+    with folder_lock(opts.out):
+        return _build_recipe(recipe, opts)
+
+
+def _build_recipe(recipe: Recipe, opts: BuildOptions) -> BuildResult:
     meta = read_met_csv(metadata_path(opts))
     split, crawled, rounds = select(recipe, meta, opts)
     csv_path, table = write_dataset(recipe, split, opts, source=f"recipe {recipe.name} {recipe.version}")
@@ -247,24 +304,38 @@ def build_recipe(recipe: Recipe, opts: BuildOptions) -> BuildResult:
 
 
 def read_manifest(path: Path) -> pd.DataFrame:
-    """A manifest: ours (a built dataset's CSV) or a published MetH CSV with ID / Label / Split."""
+    """A manifest: ours (a built dataset's CSV) or a published MetH CSV with ID / Label / Split.
+
+    Refused with a one-line :class:`UserError`: a file that is not a table, missing columns, no rows,
+    an ID that is not a decimal integer in 1..2**63-1, an ID listed twice, an unknown split, a Width
+    or Height that is not an integer in 1..1,000,000 (where the manifest has those columns).
+    """
     if not Path(path).is_file():
         raise UserError(f"--manifest {str(path)!r} does not exist")
     try:
         df = pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(path, dtype=str,
                                                                                        keep_default_na=False)
-    except Exception as exc:  # a file that is not a table at all
+    except (ValueError, OSError) as exc:  # not a table at all (pandas' and pyarrow's parse errors are ValueErrors)
         raise UserError(f"cannot read manifest {str(path)!r}: {exc}") from None
-    cols = {c.strip().lower(): c for c in df.columns}
+    cols = {str(c).strip().lower(): c for c in df.columns}
     missing = [c for c in ("id", "label", "split") if c not in cols]
     if missing:
         raise UserError(f"manifest {str(path)!r} lacks column(s) {', '.join(missing)} (needs ID, Label, Split)")
-    out = pd.DataFrame({"ID": df[cols["id"]], "Label": df[cols["label"]].astype(str),
+    if df.empty:
+        raise UserError(f"manifest {str(path)!r} has a header but no rows: nothing to build")
+    ids = _parse_ints(df[cols["id"]], 1, MAX_OBJECT_ID, f"manifest {str(path)!r}: ID", "an object ID")
+    dup = ids[ids.duplicated(keep=False)]
+    if not dup.empty:
+        listed = sorted(set(int(i) for i in dup))
+        more = f" and {len(listed) - 10} more" if len(listed) > 10 else ""
+        raise UserError(f"manifest {str(path)!r} lists the same object more than once: ID(s) "
+                        f"{', '.join(map(str, listed[:10]))}{more}; each object may appear once, in one split")
+    for col in ("width", "height"):
+        if col in cols:
+            _parse_ints(df[cols[col]], 1, MAX_SIDE, f"manifest {str(path)!r}: {cols[col]}", "a size in pixels",
+                        allow_empty=True)
+    out = pd.DataFrame({"ID": ids, "Label": df[cols["label"]].astype(str),
                         "Split": df[cols["split"]].astype(str).str.strip().str.lower()})
-    bad_ids = out[~out["ID"].astype(str).str.strip().str.fullmatch(r"\d+")]
-    if not bad_ids.empty:
-        raise UserError(f"manifest {str(path)!r}: ID {bad_ids['ID'].iloc[0]!r} is not an integer object ID")
-    out["ID"] = out["ID"].astype("int64")
     out["Split"] = out["Split"].replace({"val": "validation", "valid": "validation"})
     bad = set(out["Split"]) - {"train", "validation", "test"}
     if bad:
@@ -275,15 +346,50 @@ def read_manifest(path: Path) -> pd.DataFrame:
     return out
 
 
+def _parse_ints(values: pd.Series, lo: int, hi: int, what: str, kind: str, *, allow_empty: bool = False) -> pd.Series:
+    """``values`` as int64, each a plain decimal integer (ASCII digits) in ``lo..hi``; else a UserError."""
+    text = values.astype(str).str.strip()
+    if allow_empty:
+        text = text[text != ""]
+    # ASCII digits only: str.isdigit() and \d also accept '²' or '٣', which int() then rejects or misreads
+    bad = text[~text.str.fullmatch(r"[0-9]{1,19}")]
+    if bad.empty:
+        too_big = text[text.map(lambda v: not lo <= int(v) <= hi)]
+        if too_big.empty:
+            return text.astype("int64") if not allow_empty else values
+        raise UserError(f"{what} {too_big.iloc[0]} is out of range ({lo}..{hi:,})")
+    raise UserError(f"{what} {bad.iloc[0]!r} is not {kind} (a whole number {lo}..{hi:,})")
+
+
+def dataset_name(manifest: Path, name: str | None) -> str:
+    """The dataset's name for a manifest build: ``name`` (``--name``) or the manifest's file stem, checked."""
+    if name is not None:
+        return check_dataset_name(name, "--name")
+    stem = Path(manifest).stem
+    if not DATASET_NAME.fullmatch(stem):
+        raise UserError(f"the manifest's file name {Path(manifest).name!r} does not give a plain folder name "
+                        "for the dataset; pass --name NAME (letters, digits, '.', '-', '_')")
+    return stem
+
+
 def build_from_manifest(manifest: Path, opts: BuildOptions, *, name: str | None = None) -> BuildResult:
-    """Rebuild exactly the dataset a manifest describes; verify sha256 where the manifest has it."""
+    """Rebuild exactly the dataset a manifest describes; verify sha256 where the manifest has it.
+
+    The dataset goes to ``<out>/<name>/`` (``name``: checked, default the manifest's file stem).
+    One build per ``opts.out`` at a time.
+    """
+    title = dataset_name(manifest, name)
+    rows = read_manifest(manifest)
+    ensure_writable_dir(opts.out, "--out folder")
+    with folder_lock(opts.out):
+        return _build_from_manifest(manifest, rows, title, opts)
+
+
+def _build_from_manifest(manifest: Path, rows: pd.DataFrame, title: str, opts: BuildOptions) -> BuildResult:
     from methbuild.recipe import Recipe as Base
 
-    rows = read_manifest(manifest)
-    title = name or Path(manifest).stem
     recipe = type("ManifestRecipe", (Base,), {"title": title, "task": "regression"
                   if rows["Label"].str.fullmatch(r"-?\d+").all() and rows["Label"].ne("").all() else "classification"})()
-    ensure_writable_dir(opts.out, "--out folder")
     report = crawl(rows["ID"].tolist(), opts.crawl_dir, api_url=opts.api_url, progress=opts.progress, **opts.crawl_args)
     objects = _objects(opts.crawl_dir).set_index("object_id")
     missing, mismatched = [], []

@@ -11,13 +11,21 @@ The engine is chosen once per command: by default the local pool; inside
 single-threaded worker processes on 127.0.0.1) every call goes to that Dask cluster. Outputs
 do not depend on the engine: items are seeded by their own keys, never by where they ran.
 A worker that dies mid-task has its tasks rerun elsewhere by the scheduler.
+
+Faults that are not the item's: a full disk (``ENOSPC``/``EDQUOT``) raised by a task stops the whole
+run and is re-raised in the calling process (every further item would fail the same way; the CLI
+turns it into one line). Ctrl-C / SIGTERM in the calling process cancels the queued items and
+terminates the local workers at once (their writes are atomic, so a killed task leaves at most a
+temporary file); local workers ignore SIGINT, so a Ctrl-C in a terminal is handled once, by the caller.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -27,6 +35,10 @@ from typing import Any
 from tqdm import tqdm
 
 from methbuild.errors import UserError
+
+# errno values of a full disk or quota: the environment, not the item; they stop the run.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+MAX_LOCAL_WORKERS = 512  # `--scheduler local:N`: at most this many worker processes (as --workers)
 
 
 @dataclass(frozen=True)
@@ -67,11 +79,22 @@ def _init_worker() -> None:
         cv2.setNumThreads(1)
 
 
+def _init_pool_worker() -> None:
+    # A Ctrl-C in a terminal reaches the whole process group: the calling process handles it (and
+    # terminates this worker); a KeyboardInterrupt here would only print a traceback per worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker()
+
+
 def _call(fn: Callable[[Any], Any], index: int, item: Any) -> TaskResult:
     if not _WORKER_READY:  # a Dask worker process: no pool initializer ran there
         _init_worker()
     try:
         return TaskResult(index, item, fn(item))
+    except OSError as exc:
+        if exc.errno in DISK_FULL:  # not this item's fault: stop the run (re-raised by the caller's loop)
+            raise
+        return TaskResult(index, item, error=f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # collected per item, reported by the caller
         return TaskResult(index, item, error=f"{type(exc).__name__}: {exc}")
 
@@ -91,25 +114,46 @@ def _connect(scheduler: str):
     import dask
 
     if scheduler.startswith("local:"):
-        try:
-            n = int(scheduler.split(":", 1)[1])
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise UserError(f"--scheduler {scheduler!r}: write local:N with N >= 1 workers")
+        n = _local_workers(scheduler)
         # One single-threaded worker process per core, like the local pool; no dashboard port.
         with dask.config.set({"distributed.worker.daemon": False, "logging.distributed": "error"}):
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                                    dashboard_address=None, silence_logs=40)
         return Client(cluster), cluster
-    if not scheduler.startswith(("tcp://", "tls://")):
-        raise UserError(f"--scheduler {scheduler!r}: expected tcp://HOST:PORT or local:N")
+    _check_address(scheduler)
     try:
         with dask.config.set({"distributed.comm.timeouts.connect": f"{CONNECT_TIMEOUT_S}s"}):
             client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
     except (OSError, TimeoutError) as exc:
         raise UserError(f"cannot reach the Dask scheduler at {scheduler} within {CONNECT_TIMEOUT_S} s: {exc}") from None
     return client, None
+
+
+def _local_workers(scheduler: str) -> int:
+    """N of ``local:N``, checked: 1 ≤ N ≤ MAX_LOCAL_WORKERS."""
+    text = scheduler.split(":", 1)[1].strip()
+    n = int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else 0
+    if not 1 <= n <= MAX_LOCAL_WORKERS:
+        raise UserError(f"--scheduler {scheduler!r}: write local:N with 1 <= N <= {MAX_LOCAL_WORKERS} workers")
+    return n
+
+
+def _check_address(scheduler: str) -> None:
+    """A scheduler address must be tcp:// or tls:// with a host and a port in 1..65535."""
+    from urllib.parse import urlsplit
+
+    expected = f"--scheduler {scheduler!r}: expected tcp://HOST:PORT (e.g. tcp://10.0.0.5:8786) or local:N"
+    if not scheduler.startswith(("tcp://", "tls://")):
+        raise UserError(expected)
+    parts = urlsplit(scheduler)
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or outside 0..65535
+        port = None
+    if not parts.hostname or port is None or port == 0:
+        raise UserError(f"{expected}; the address needs a host and a port in 1..65535")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+        raise UserError(f"{expected}; nothing may follow the port")
 
 
 @contextlib.contextmanager
@@ -157,7 +201,11 @@ def _iter_dask(client, fn: Callable[[Any], Any], items: Iterable[Any], limit: in
 def _dask_result(fut, index: int) -> TaskResult:
     try:
         return fut.result()
-    except Exception as exc:  # the task itself never raises (_call catches): this is the cluster failing
+    except OSError as exc:
+        if exc.errno in DISK_FULL:  # raised on purpose by _call: a full disk stops the run
+            raise
+        raise RuntimeError(f"Dask task failed: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # the task itself never raises otherwise (_call catches): this is the cluster failing
         raise RuntimeError(f"Dask task failed: {type(exc).__name__}: {exc}") from exc
     finally:
         fut.release()
@@ -186,7 +234,8 @@ def iter_tasks(
         return
     limit = max_in_flight or workers * 4
     ctx = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_pool_worker)
+    try:
         pending: set[Future] = set()
         for i, item in enumerate(items):
             pending.add(pool.submit(_call, fn, i, item))
@@ -198,6 +247,22 @@ def iter_tasks(
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
                 yield fut.result()
+    except BaseException:  # Ctrl-C, SIGTERM, a full disk, or the caller closing the generator early
+        _stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Drop the queued items and end the workers now, not after the tasks in flight (they write atomically)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # Python < 3.14 has no terminate_workers()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        with contextlib.suppress(OSError, ValueError):
+            proc.terminate()
+    for proc in processes:
+        with contextlib.suppress(OSError, ValueError, AssertionError):
+            proc.join(timeout=10)
 
 
 def run_tasks(

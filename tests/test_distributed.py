@@ -22,6 +22,7 @@ pytest.importorskip("dask.distributed")
 
 
 def _hashes(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every output's hash; the run lock (it names the process) is not an output."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*"))
             if p.is_file() and p.name not in (*skip, LOCK_NAME) and ".cache" not in p.parts}

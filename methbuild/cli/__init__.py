@@ -8,9 +8,11 @@ Nothing in the package imports this module.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import importlib.util
+import signal
 import sys
 
 import click
@@ -75,9 +77,36 @@ def _fail(prog: str, message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like a Ctrl-C, so the same clean-up runs (pools stop,
+    state is saved, temporary files go) instead of the process vanishing mid-write."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated()
+
+
+def _interrupt_status(exc: BaseException) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM (128 + the signal, as a shell reports it)."""
+    cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__ or exc.__context__
+    return 128 + signal.SIGTERM if isinstance(cause, Terminated) else 128 + signal.SIGINT
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the CLI; user errors become one stderr line and exit status 2."""
     prog = "methbuild"
+    previous = None
+    with contextlib.suppress(ValueError):  # not the main thread (main() called from a test's thread)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        _run(prog, argv)
+    finally:
+        if previous is not None:  # main() called in-process (tests): give the caller its handler back
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(prog: str, argv: list[str] | None) -> None:
     # click >= 8.2 raises this for a bare `methbuild` (or a group without its subcommand).
     no_args = getattr(click.exceptions, "NoArgsIsHelpError", ())
     try:
@@ -85,15 +114,21 @@ def main(argv: list[str] | None = None) -> None:
     except no_args as exc:  # type: ignore[misc]
         click.echo(exc.format_message())
         sys.exit(0)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        if isinstance(exc, click.exceptions.Abort) and isinstance(exc.__cause__, EOFError):
+            # click turns any EOFError into Abort (meant for prompts, which we do not use): an EOFError
+            # here is a bug, not an interruption, so it keeps its traceback.
+            raise exc.__cause__
         click.echo(f"{prog}: interrupted; rerun the same command to resume", err=True)
-        sys.exit(130)
+        sys.exit(_interrupt_status(exc))
     except click.ClickException as exc:
         ctx = getattr(exc, "ctx", None)
         where = ctx.command_path if ctx is not None else prog
         _fail(where, exc.format_message(), exc.exit_code if exc.exit_code else 2)
     except UserError as exc:
         _fail(prog, str(exc), exc.exit_code)
+    except BrokenPipeError:  # `methbuild ... | head` (an OSError: caught before the general case)
+        sys.exit(0)
     except OSError as exc:
         # A full disk (or quota) is the environment, not a bug: one line, exit 1, and the run's state is
         # whatever its atomic writes left, so freeing space and rerunning resumes it.
@@ -101,7 +136,5 @@ def main(argv: list[str] | None = None) -> None:
             raise
         where = f" writing {exc.filename!r}" if exc.filename else ""
         _fail(prog, f"no space left on device{where}; free some space and rerun the same command to resume", 1)
-    except BrokenPipeError:  # `methbuild ... | head`
-        sys.exit(0)
     if isinstance(rv, int) and rv:
         sys.exit(rv)

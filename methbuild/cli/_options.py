@@ -6,6 +6,8 @@
   our seeded hashes take them as they are).
 - :func:`bounded_int`: an integer option with explicit bounds, so a count or an ID can never
   overflow int64 or allocate without limit.
+- :data:`WORKERS`: ``--workers`` counts, 1 … :data:`MAX_WORKERS` (a typo of a few zeros must not
+  start a million processes).
 - :func:`scheduler_option`: ``--scheduler`` for the heavy commands.
 """
 
@@ -50,6 +52,9 @@ def bounded_int(min: int | None = 0, max: int | None = INT64_MAX) -> click.IntRa
 
 SEED = click.IntRange(min=0, max=INT64_MAX)
 SEED_HELP = "a non-negative integer below 2**63"
+
+MAX_WORKERS = 512
+WORKERS = bounded_int(1, MAX_WORKERS)
 
 
 def scheduler_option(f):

@@ -38,7 +38,8 @@ def show(name: str) -> None:
 @click.argument("name")
 @click.option("--metadata", type=click.Path(dir_okay=False, path_type=Path), default=Path("met/MetObjects.csv"),
               show_default=True, help="The MetObjects CSV to count eligible objects in.")
-@click.option("--top", type=click.IntRange(min=1), default=30, show_default=True, help="How many values to list.")
+@click.option("--top", type=click.IntRange(min=1, max=100_000), default=30, show_default=True,
+              help="How many values to list (at most 100,000).")
 def propose(name: str, metadata: Path, top: int) -> None:
     """Suggest a class list: raw values by count of eligible (public-domain) objects, with what
     each maps to under the recipe's current list, for a person to pin."""

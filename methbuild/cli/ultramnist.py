@@ -6,24 +6,24 @@ from pathlib import Path
 
 import click
 
-from methbuild.cli._options import scheduler_option
-
-from methbuild.synth.ultramnist import BIG_MAX_SIZE, MAX_SIZE, MIN_SIZE, SPLITS, Options, generate
+from methbuild.cli._options import MAX_WORKERS, SEED, SEED_HELP, WORKERS, scheduler_option
+from methbuild.synth.ultramnist import BIG_MAX_SIZE, MAX_N, MAX_SIZE, MIN_SIZE, SPLITS, Options, generate
 
 
 @click.command("ultramnist")
-@click.option("--n", "n", type=click.IntRange(min=1), default=28000, show_default=True,
-              help="Images per split (the 28 classes balanced, remainder spread deterministically).")
+@click.option("--n", "n", type=click.IntRange(min=1, max=MAX_N), default=28000, show_default=True,
+              help=f"Images per split, at most {MAX_N:,} (the 28 classes balanced, remainder spread "
+                   "deterministically).")
 @click.option("--size", type=click.IntRange(MIN_SIZE, BIG_MAX_SIZE), default=4000, show_default=True,
               help=f"Canvas side in pixels; digit sizes and shapes scale with it. Up to {MAX_SIZE} for jpeg/png, "
                    f"{BIG_MAX_SIZE} for the tiled formats (rendered band by band in bounded memory).")
 @click.option("--split", type=click.Choice(["train", "test", "both"]), default="both", show_default=True,
               help="Which split(s) to generate. Train digits come from MNIST's training pool, test digits from its test pool.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help=f"Seed of every random choice ({SEED_HELP}).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("ultramnist"),
               show_default=True, help="Output folder (Kaggle layout: train/, test/, train.csv, test.csv).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes [default: CPU count]. The output does not depend on it.")
+@click.option("--workers", type=WORKERS, default=None,
+              help=f"Worker processes, at most {MAX_WORKERS} [default: CPU count]. The output does not depend on it.")
 @click.option("--format", "fmt", type=click.Choice(["jpeg", "png", "tiff", "tiff-deflate", "dz"]), default="jpeg",
               show_default=True,
               help="Image format: grayscale JPEG (as published), lossless PNG, a tiled pyramidal TIFF with JPEG "
@@ -50,7 +50,8 @@ def command(n, size, split, seed, out, workers, fmt, quality, mnist, board, prev
     Writes DIR/{train,test}/<id>.jpeg, DIR/{train,test}.csv (id,digit_sum),
     DIR/{train,test}_digits.csv (id,digit,mnist_index,x,y,side: exact boxes) and
     DIR/summary.json (class balance, realised digit sizes against the paper's V).
-    Rerunning the same command resumes: finished images are kept.
+    Rerunning the same command resumes: finished images are kept. One run per DIR at a time
+    (a second one stops at once, naming the first); Ctrl-C or SIGTERM stops cleanly.
 
     \b
     Example:  methbuild ultramnist --n 280 --size 1024 --out um-small --preview

@@ -35,7 +35,6 @@ import dataclasses
 import json
 import math
 import time
-from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path

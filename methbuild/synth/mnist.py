@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import math
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -51,16 +53,25 @@ class DigitPool:
         return self._by_label
 
 
-def _open_maybe_gz(folder: Path, stem: str):
+def _find_idx(folder: Path, stem: str) -> Path:
     for name in (stem + ".gz", stem, stem.replace("-idx", ".idx")):
         p = folder / name
         if p.is_file():
-            return gzip.open(p, "rb") if name.endswith(".gz") else open(p, "rb")
+            return p
     raise UserError(f"MNIST folder {str(folder)!r} has no {stem}[.gz]; {HOW_TO_PROVIDE}")
 
 
+# The real MNIST training images are 47 MB; an IDX header declaring more than this is not MNIST
+# (and a gzip bomb must not be inflated into memory to find out).
+MAX_IDX_BYTES = 512 * 2**20
+
+
 def read_idx(fh) -> np.ndarray:
-    """Parse one IDX file (the MNIST format: magic, dims, big-endian, then raw data)."""
+    """Parse one IDX file (the MNIST format: magic, dims, big-endian, then raw data).
+
+    Reads exactly the bytes the header announces: a short file is "truncated", a longer one
+    "has trailing data", a header announcing more than :data:`MAX_IDX_BYTES` is refused unread.
+    """
     head = fh.read(4)
     if len(head) != 4 or head[0] != 0 or head[1] != 0:
         raise UserError("not an IDX file (bad magic number)")
@@ -68,11 +79,36 @@ def read_idx(fh) -> np.ndarray:
     dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     if dtype_code not in dtypes:
         raise UserError(f"IDX file has unknown data type 0x{dtype_code:02x}")
-    dims = struct.unpack(f">{ndim}I", fh.read(4 * ndim))
-    data = np.frombuffer(fh.read(), dtype=dtypes[dtype_code])
-    if data.size != int(np.prod(dims)):
-        raise UserError(f"IDX file is truncated: expected {int(np.prod(dims))} values, found {data.size}")
-    return data.reshape(dims)
+    raw_dims = fh.read(4 * ndim)
+    if len(raw_dims) != 4 * ndim:
+        raise UserError(f"IDX file is truncated in its header ({len(raw_dims)} of {4 * ndim} dimension bytes)")
+    dims = struct.unpack(f">{ndim}I", raw_dims)
+    dtype = np.dtype(dtypes[dtype_code])
+    count = math.prod(dims)  # Python ints: no overflow whatever the header claims
+    if count * dtype.itemsize > MAX_IDX_BYTES:
+        raise UserError(f"IDX header declares {'x'.join(map(str, dims))} values, more than "
+                        f"{MAX_IDX_BYTES // 2**20} MiB: not an MNIST file")
+    body = fh.read(count * dtype.itemsize)
+    if len(body) != count * dtype.itemsize:
+        raise UserError(f"IDX file is truncated: expected {count} values, found {len(body) // dtype.itemsize}")
+    if fh.read(1):
+        raise UserError(f"IDX file has data after the {count} values its header declares")
+    return np.frombuffer(body, dtype=dtype).reshape(dims)
+
+
+def _read_idx_file(folder: Path, stem: str) -> np.ndarray:
+    """Open (gzip or plain) and parse one IDX file; any corruption is a one-line UserError naming it."""
+    path = _find_idx(folder, stem)
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as fh:
+            return read_idx(fh)
+    except UserError as exc:
+        raise UserError(f"MNIST file {str(path)!r}: {exc}") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        # a cut or damaged .gz; EOFError must not escape: click would report it as an interruption
+        raise UserError(f"MNIST file {str(path)!r} is not a valid gzip file ({exc}); download it again") from None
+    except OSError as exc:
+        raise UserError(f"cannot read MNIST file {str(path)!r}: {exc.strerror or exc}") from None
 
 
 @lru_cache(maxsize=4)
@@ -81,10 +117,8 @@ def load_idx_pool(folder: str, split: str) -> DigitPool:
     if not path.is_dir():
         raise UserError(f"--mnist {folder!r} is not a folder; {HOW_TO_PROVIDE}")
     img_stem, lab_stem = IDX_FILES[split]
-    with _open_maybe_gz(path, img_stem) as fh:
-        images = read_idx(fh)
-    with _open_maybe_gz(path, lab_stem) as fh:
-        labels = read_idx(fh).astype(np.int64)
+    images = _read_idx_file(path, img_stem)
+    labels = _read_idx_file(path, lab_stem).astype(np.int64)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
         raise UserError(f"MNIST {split} files in {folder!r} do not hold 28x28 digits with one label each")
     return DigitPool(images.astype(np.uint8), labels, np.arange(len(labels)), f"idx:{path.resolve()}")

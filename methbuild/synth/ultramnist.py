@@ -38,6 +38,7 @@ from methbuild import __version__
 from methbuild.errors import UserError
 from methbuild.executor import default_workers, run_tasks
 from methbuild.io.atomic import atomic_path, atomic_write_text, clean_stale_temps, ensure_writable_dir
+from methbuild.io.lock import LOCK_NAME, folder_lock
 from methbuild.synth.mnist import load_pool
 
 N_CLASSES = 28
@@ -48,6 +49,8 @@ V_PROBS = V_WEIGHTS / V_WEIGHTS.sum()
 SPLITS = ("train", "test")
 SPLIT_KEY = {"train": 0, "test": 1}
 MIN_SIZE, MAX_SIZE = 512, 16000
+MAX_N = 1_000_000  # images per split: the plan of every image is held in memory (~1 KB each)
+MAX_SEED = 2**63 - 1
 POSITION_TRIES = 5  # random layouts tried for a size set before the edge-flush search
 PACK_SEARCH_NODES = 4000  # bound on that search; past it the size set is redrawn
 SIZESET_TRIES = 10_000
@@ -436,8 +439,10 @@ class Options:
 
 
 def validate(opts: Options) -> None:
-    if opts.n < 1:
-        raise UserError(f"--n must be at least 1 (got {opts.n})")
+    if not 1 <= opts.n <= MAX_N:
+        raise UserError(f"--n must be between 1 and {MAX_N:,} images per split (got {opts.n})")
+    if not 0 <= opts.seed <= MAX_SEED:
+        raise UserError(f"--seed must be a non-negative integer below 2**63 (got {opts.seed})")
     max_size = BIG_MAX_SIZE if opts.fmt in BIG_FORMATS else MAX_SIZE  # tiles: rendered band by band
     if not MIN_SIZE <= opts.size <= max_size:
         raise UserError(f"--size must be between {MIN_SIZE} and {max_size} with --format {opts.fmt} "
@@ -464,6 +469,30 @@ def validate(opts: Options) -> None:
 
 MARKER = ".methbuild-ultramnist.json"
 SAMPLE_SUBMISSION = "sample_submission.csv"  # Kaggle's test-id file: id,digit_sum with placeholder sums
+
+
+def output_paths(out: Path, opts: Options) -> tuple[list[Path], list[Path]]:
+    """(folders, files) a run writes directly under ``out``."""
+    folders = [out / split for split in opts.splits]
+    files = [out / MARKER, out / LOCK_NAME, out / "summary.json", out / "croissant.json"]
+    if "test" in opts.splits:
+        files.append(out / SAMPLE_SUBMISSION)
+    files += [out / f"{split}{suffix}" for split in opts.splits for suffix in (".csv", "_digits.csv")]
+    if opts.preview:
+        files.append(out / "preview.png")
+    return folders, files
+
+
+def check_outputs(out: Path, opts: Options) -> None:
+    """Refuse, before any work, an output name taken by the wrong kind of entry (a file called
+    ``train``, a folder called ``summary.json``): the run would otherwise fail after hours of rendering."""
+    folders, files = output_paths(out, opts)
+    for path in folders:
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{str(path)!r} exists and is not a folder; move it away or use another --out")
+    for path in files:
+        if path.exists() and not path.is_file():
+            raise UserError(f"{str(path)!r} exists and is not a file; move it away or use another --out")
 
 
 def _check_identity(out: Path, opts: Options) -> None:
@@ -504,11 +533,22 @@ def size_report(sides_r: list[tuple[int, int]], size: int) -> dict:
 
 
 def generate(opts: Options) -> dict:
-    """Generate the dataset described by ``opts``; return the summary (also in summary.json)."""
+    """Generate the dataset described by ``opts``; return the summary (also in summary.json).
+
+    One run per output folder: a second run on the same ``opts.out`` raises a :class:`UserError`
+    naming the first.
+    """
     validate(opts)
     for split in opts.splits:  # fail early and clearly when MNIST is missing, before any output
         load_pool(opts.mnist, split)
-    out = ensure_writable_dir(opts.out, "--out folder")
+    out = Path(opts.out)
+    check_outputs(out, opts)
+    out = ensure_writable_dir(out, "--out folder")
+    with folder_lock(out):
+        return _generate(out, opts)
+
+
+def _generate(out: Path, opts: Options) -> dict:
     _check_identity(out, opts)
     workers = opts.workers or default_workers()
     started = time.perf_counter()

@@ -168,3 +168,48 @@ def test_sr_with_lowres(tmp_path_factory):
             with Image.open(lr / f"X{s}" / f"{row['ID']}.png") as im:
                 assert im.size == (cw // s, ch // s)
     assert (lr / "lowres.csv").is_file()
+
+
+def _small_manifest(built: Path, path: Path, rows: int) -> Path:
+    table = pd.read_csv(built / "MetH-Medium" / "MetH-Medium.csv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table[["ID", "Label", "Split", "sha256"]].head(rows).to_csv(path, index=False)
+    return path
+
+
+def test_manifest_name_is_a_plain_folder_inside_out(built: Path, mirror, met: Path, tmp_path: Path):
+    """A manifest called `...csv` (stem `..`) once wrote README.md, data/ ... into <out>/..; now the name
+    must be one plain folder name, from the file or --name, and nothing lands outside <out>."""
+    manifest = _small_manifest(built, tmp_path / "in" / "...csv", 4)
+    parent = tmp_path / "parent"
+    out = parent / "out"
+    proc = build(mirror, met, out, "--manifest", manifest)
+    assert_user_error(proc, "plain folder name", "--name")
+    assert not parent.exists()
+    proc = build(mirror, met, out, "--manifest", manifest, "--name", "../escape")
+    assert_user_error(proc, "plain folder name")
+    proc = build(mirror, met, out, "--manifest", manifest, "--name", "Small-Medium")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in parent.iterdir()) == ["out"]
+    assert len(pd.read_csv(out / "Small-Medium" / "Small-Medium.csv")) == 4
+    assert_user_error(build(mirror, met, out, "meth-medium", "--name", "X"), "--name goes with --manifest")
+
+
+def test_a_rebuild_deletes_only_files_an_earlier_build_placed(built: Path, mirror, met: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    data = out / "Mine" / "data"
+    data.mkdir(parents=True)
+    (data / "notes.txt").write_text("the user's own file")
+    (data / "123456789.jpg").write_bytes(b"not from the crawl")
+    proc = build(mirror, met, out, "--manifest", _small_manifest(built, tmp_path / "Mine.csv", 6))
+    assert proc.returncode == 0, proc.stderr
+    first = pd.read_csv(out / "Mine" / "Mine.csv")
+    assert len(first) == 6
+    # the same dataset, smaller: the 4 images it no longer lists go, the user's files stay
+    proc = build(mirror, met, out, "--manifest", _small_manifest(built, tmp_path / "Mine.csv", 2))
+    assert proc.returncode == 0, proc.stderr
+    kept = {f"{i}.jpg" for i in pd.read_csv(out / "Mine" / "Mine.csv")["ID"]}
+    assert len(kept) == 2
+    assert sorted(p.name for p in data.iterdir()) == sorted(kept | {"notes.txt", "123456789.jpg"})
+    assert (data / "notes.txt").read_text() == "the user's own file"
+    assert (data / "123456789.jpg").read_bytes() == b"not from the crawl"

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from methbuild.io.lock import LOCK_NAME
 from methbuild.synth import ultramnist as um
 from methbuild.synth.mnist import load_pool
 from tests.conftest import assert_user_error, run_cli
@@ -27,7 +28,7 @@ def _read_csv(path: Path) -> list[dict]:
 
 def _hashes(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in ("summary.json", "croissant.json")}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in ("summary.json", "croissant.json", LOCK_NAME)}
 
 
 @pytest.fixture(scope="module")
