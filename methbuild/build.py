@@ -64,6 +64,7 @@ class BuildOptions:
     workers: int | None = None
     progress: bool = True
     crawl_args: dict = field(default_factory=dict)  # concurrency, api_rate, retry_base, ...
+    sr_pairs: bool = False  # MetH-SR: also write the test set as BasicSR pairs (sr/GT, sr/LRbicx<s>)
 
     @property
     def crawl_dir(self) -> Path:
@@ -79,6 +80,7 @@ class BuildResult:
     crawled: int
     rounds: int
     lowres: object | None = None
+    sr_pairs: object | None = None  # an SrReport when BuildOptions.sr_pairs
 
 
 def metadata_path(opts: BuildOptions) -> Path:
@@ -300,6 +302,12 @@ def _build_recipe(recipe: Recipe, opts: BuildOptions) -> BuildResult:
         test = [resolve_image_file(csv_path.parent, f) for f in table.loc[table["Split"] == "test", "Image file"]]
         result.lowres = build_lowres(test, csv_path.parent / "lowres", scales=scales, workers=opts.workers,
                                      progress=opts.progress)
+        if opts.sr_pairs:
+            from methbuild.sr.pairs import write_pairs
+
+            # BasicSR's paired layout of the same test set: GT cropped to the lcm of the scales, LR = GT / s
+            result.sr_pairs = write_pairs(test, csv_path.parent / "sr", scales, workers=opts.workers,
+                                          progress=opts.progress)
     return result
 
 

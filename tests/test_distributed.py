@@ -47,7 +47,8 @@ def test_ultramnist_local_cluster_equals_local_run(tmp_path: Path):
     assert run_cli(*args, "--out", a, "--workers", 2).returncode == 0
     proc = run_cli(*args, "--out", b, "--scheduler", "local:2")
     assert proc.returncode == 0, proc.stderr
-    assert _hashes(a, ("summary.json",)) == _hashes(b, ("summary.json",))
+    # summary.json and croissant.json record when the files were made (timings, the generation timeframe)
+    assert _hashes(a, ("summary.json", "croissant.json")) == _hashes(b, ("summary.json", "croissant.json"))
 
 
 def test_lowres_stats_downsample_on_a_cluster(cluster, tmp_path: Path):
@@ -96,7 +97,7 @@ def test_a_killed_worker_does_not_lose_or_corrupt_anything(cluster, tmp_path: Pa
     assert 0 < done_at_kill < n
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
-    assert _hashes(ref, ("summary.json",)) == _hashes(out, ("summary.json",))
+    assert _hashes(ref, ("summary.json", "croissant.json")) == _hashes(out, ("summary.json", "croissant.json"))
     assert not list((out / "train").glob(".*tmp*"))
     client.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker
 

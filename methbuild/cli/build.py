@@ -44,10 +44,14 @@ MAX_SCALE = 100.0  # a hundred times the published sizes is already more than th
               help="Crawler: objects in flight at once.")
 @click.option("--api-rate", type=finite_float(min=0.01, max=80), default=10.0, show_default=True,
               help="Crawler: maximum API requests per second (adaptive).")
+@click.option("--sr-pairs", is_flag=True,
+              help="meth-sr: also write the test set as BasicSR paired folders in <Name>/sr/ (GT/, LRbicx<s>/, "
+                   "meta_info.txt; LR x s = GT exactly), as `methbuild sr pairs` does. Costs a PNG copy of "
+                   "every test HR image.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @scheduler_option
 def command(name, manifest, dataset_name, out, met, metadata, api_url, seed, scale, workers, concurrency, api_rate,
-            quiet) -> int:
+            sr_pairs, quiet) -> int:
     """Build a MetH dataset: meth-medium, meth-cultures, meth-period or meth-sr.
 
     Selects candidates per class from the metadata alone (public domain, label rule),
@@ -71,7 +75,7 @@ def command(name, manifest, dataset_name, out, met, metadata, api_url, seed, sca
     if dataset_name is not None and not manifest:
         raise UserError("--name goes with --manifest (a recipe's dataset has its published name)")
     opts = BuildOptions(out=out, met=met, metadata=metadata, api_url=api_url or DEFAULT_API_URL, scale=scale,
-                        workers=workers, progress=not quiet,
+                        workers=workers, progress=not quiet, sr_pairs=sr_pairs,
                         crawl_args={"concurrency": concurrency, "api_rate": api_rate})
     try:
         if manifest:
@@ -88,4 +92,7 @@ def command(name, manifest, dataset_name, out, met, metadata, api_url, seed, sca
     if result.lowres is not None:
         lr = result.lowres
         click.echo(f"  lowres/: x2/x4/x8/x16 of {lr.total} test image(s) ({lr.failed} failed)")
+    if result.sr_pairs is not None:
+        sp = result.sr_pairs
+        click.echo(f"  sr/: GT/ and LRbicx<s>/ pairs of {sp.total} test image(s) ({sp.failed} failed)")
     return 0

@@ -279,7 +279,8 @@ def _collect(inputs, names, groups, sample, seed, out, workers, overlap_by, figu
     rows = figure_mod.box_rows(images, [s.name for s in specs], [s.group for s in specs])
     report = StatsReport(specs, images, summary, problems_df, overlap, rows)
     if out is not None:
-        report.written.append(write_table(images, out / "images.parquet"))
+        report.written.append(write_table(images.assign(path=table_texts(images["path"].tolist())),
+                                          out / "images.parquet"))
         report.written.append(write_table(summary, out / "summary.csv"))
         report.written.append(write_table(problems_df, out / "problems.csv"))
         if overlap is not None:

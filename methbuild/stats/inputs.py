@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 
 from methbuild.errors import UserError
-from methbuild.io.meth_csv import DATA_DIR, IMAGE_FILE_COLUMN
 from methbuild.executor import run_tasks
 from methbuild.stats.headers import chunk_cache_name, read_chunk
 
@@ -238,6 +237,7 @@ class Manifest:
     sha256: pd.Series | None
     formats: pd.Series | None
     reasons: pd.Series | None  # why a row has no size (status / error), when the manifest says
+    file_column: str | None = None  # the column ``files`` came from (a MetH CSV's is ``Image file``)
 
     def __len__(self) -> int:
         return len(self.width)
@@ -318,13 +318,9 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
             reasons = ("status " + st + er.where(er == "", ": " + er))
         else:
             reasons = st if st is not None else er
-    files = text(want["file"])
-    if files is not None and want["file"] == IMAGE_FILE_COLUMN:
-        # A MetH CSV: `Image file` is the bare name, relative to `<Name>/data/` (the published form); the
-        # pre-0.2 form `data/<id>.jpg` is relative to the CSV's folder. Files are kept relative to the CSV.
-        files = files.map(lambda v: v if not v or "/" in v or "\\" in v or os.path.isabs(v) else f"{DATA_DIR}/{v}")
-    return Manifest(path=path, width=num(wcol), height=num(hcol), ids=text(want["id"]), files=files,
-                    sha256=text(want["sha"]), formats=text(want["fmt"]), reasons=reasons)
+    return Manifest(path=path, width=num(wcol), height=num(hcol), ids=text(want["id"]), files=text(want["file"]),
+                    sha256=text(want["sha"]), formats=text(want["fmt"]), reasons=reasons,
+                    file_column=want["file"])
 
 
 def _format_from_name(name: str) -> str:
@@ -417,8 +413,9 @@ def folder_chunks(listing: Listing, positions: np.ndarray, cache_dir: Path | Non
 def chunk_results_to_table(items, results) -> pd.DataFrame:
     """Assemble the per-chunk results (``TaskResult`` list, in the order of ``items``) into one size table."""
     rels = [blob.split(b"\0") for _, blob, _ in items]
-    # as table text: a file name that is not UTF-8 keeps its bytes as \xNN escapes (Arrow needs UTF-8)
-    paths = np.array([r.decode("utf-8", "backslashreplace") for part in rels for r in part], dtype=object)
+    # os.fsdecode: a file name that is not UTF-8 stays surrogate-escaped, so the path still opens the file (a
+    # bucket plan maps rows back to files); the tables written to disk show it as \xNN (io.tables.table_text)
+    paths = np.array([os.fsdecode(r) for part in rels for r in part], dtype=object)
     n = len(paths)
     w = np.full(n, np.nan)
     h = np.full(n, np.nan)

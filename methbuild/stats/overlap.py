@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from methbuild.errors import UserError
+from methbuild.io.meth_csv import IMAGE_FILE_COLUMN, resolve_image_file
 from methbuild.io.tables import table_texts
 from methbuild.stats.headers import HASH_VERSION, chunk_cache_name, hash_chunk
 from methbuild.stats.inputs import CHUNK, Listing, Manifest, run_chunks
@@ -117,6 +118,8 @@ def manifest_keys(m: Manifest, by: str, *, workers=None, progress=True, cache_di
         return [v.lower() or None for v in m.sha256.tolist()], []
     root = os.path.abspath(m.path.parent)
     files = m.files.tolist()
+    if m.file_column == IMAGE_FILE_COLUMN:  # a MetH CSV: bare names live in data/ beside it (io.meth_csv)
+        files = [os.path.relpath(resolve_image_file(root, f), root) if f else f for f in files]
     rels = [os.fsencode(f) for f in files if f]
     keys_present, problems = _hash_files(root, rels, workers=workers, progress=progress, cache_dir=cache_dir,
                                          desc=desc)

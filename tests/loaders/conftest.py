@@ -60,7 +60,7 @@ def meth_sr(tmp_path_factory) -> Built:
     project = tmp_path_factory.mktemp("meth-sr")
     started = time.time()
     with serve_in_thread(synthetic=200, seed=3, mp_range=(12.2, 12.6), image_pool=4) as mirror:
-        _build(mirror, project, "meth-sr", "--scale", 0.0005, "--workers", 2)
+        _build(mirror, project, "meth-sr", "--scale", 0.0005, "--workers", 2, "--sr-pairs")
     return Built(project, project / "met", started, time.time())
 
 

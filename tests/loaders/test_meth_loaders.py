@@ -94,6 +94,19 @@ def test_sr_rows_load_and_lowres_pairs_are_exact(meth_sr):
         for s in (2, 4, 8, 16):
             with Image.open(folder / "lowres" / f"X{s}" / f"{row['ID']}.png") as lr:
                 assert (lr.width * s, lr.height * s) == (w, h)
+    # --sr-pairs: the same test set in BasicSR's paired layout, GT cropped to a multiple of lcm(2..16) = 16
+    sr = folder / "sr"
+    stems = sorted(f"{i}.png" for i in table.loc[table["Split"] == "test", "ID"])
+    assert sorted(p.name for p in (sr / "GT").iterdir()) == stems
+    meta = (sr / "meta_info.txt").read_text().splitlines()
+    assert sorted(line.split(" ")[0] for line in meta) == stems
+    for stem in stems:
+        with Image.open(sr / "GT" / stem) as gt:
+            for s in (2, 4, 8, 16):
+                with Image.open(sr / f"LRbicx{s}" / stem) as lr:
+                    assert (lr.width * s, lr.height * s) == gt.size
+                with Image.open(folder / "lowres" / f"X{s}" / stem) as same:  # the same MATLAB-bicubic pixels
+                    assert np.array_equal(np.asarray(same), np.asarray(Image.open(sr / f"LRbicx{s}" / stem)))
 
 
 def test_old_manifest_form_rebuilds_with_bare_names(meth, tmp_path):
