@@ -78,9 +78,20 @@ def disk_full_as_oserror(path: Path) -> Iterator[None]:
     try:
         yield
     except sqlite3.OperationalError as exc:
-        if "full" in str(exc).lower():
+        msg = str(exc).lower()
+        # With not one block left, SQLite may fail to grow its WAL index or journal before it can say "full":
+        # it says "disk I/O error". That is a full disk too when the file system reports no free block.
+        if "full" in msg or ("disk i/o error" in msg and _no_free_block(path)):
             raise OSError(errno.ENOSPC, "No space left on device", str(path)) from None
         raise
+
+
+def _no_free_block(path: str | Path) -> bool:
+    try:
+        st = os.statvfs(Path(path).parent)
+    except OSError:
+        return False
+    return st.f_bavail == 0 or st.f_favail == 0
 
 
 class CrawlState:
@@ -99,6 +110,8 @@ class CrawlState:
                     if name not in columns:
                         self.db.execute(f"ALTER TABLE objects ADD COLUMN {name} {kind}")
         except sqlite3.DatabaseError as exc:
+            if "disk i/o error" in str(exc).lower() and _no_free_block(self.path):
+                raise OSError(errno.ENOSPC, "No space left on device", str(self.path)) from None
             raise UserError(f"{str(self.path)!r} is not a crawl state database ({exc})") from None
 
     def close(self) -> None:
