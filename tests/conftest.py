@@ -36,3 +36,28 @@ def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
     assert "Traceback" not in proc.stderr
     for n in needles:
         assert n.lower() in lines[0].lower(), (n, lines[0])
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A real 1 MiB tmpfs under tmp_path, for full-disk tests (root only: skipped where mounting a tmpfs is
+    not permitted); :func:`resize_disk` grows it to play "space was freed"."""
+    import shutil
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if not shutil.which("mount") or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
+
+
+def resize_disk(mnt: Path, size: str) -> Path:
+    """Grow (or shrink) the tmpfs of :func:`small_disk` to ``size`` (e.g. ``"64m"``)."""
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(mnt)], check=True)
+    return mnt

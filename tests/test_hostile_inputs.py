@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 import signal
 import struct
 import subprocess
@@ -27,7 +26,7 @@ from methbuild.cli import LazyGroup, cli as group
 from methbuild.cli._options import INT64_MAX, FiniteFloat
 from methbuild.io.lock import LOCK_NAME, folder_lock
 from methbuild.synth.mnist import load_pool
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import assert_user_error, resize_disk, run_cli
 
 INTERRUPTED = "methbuild: interrupted; rerun the same command to resume"
 
@@ -358,22 +357,6 @@ def test_interrupt_is_one_line_and_leaves_only_whole_files(tmp_path: Path, how: 
 # ----------------------------------------------------------------------------- a full disk
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """A 1 MiB tmpfs (root and a kernel that allows it), else the test is skipped."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if not shutil.which("mount") or os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode(errors='replace').strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 def test_a_full_disk_is_one_line_and_a_rerun_after_freeing_space_completes(small_disk: Path):
     out = small_disk / "um"
     args = ("ultramnist", "--n", 60, "--size", 1024, "--format", "png", "--split", "train", "--workers", 2,
@@ -388,7 +371,7 @@ def test_a_full_disk_is_one_line_and_a_rerun_after_freeing_space_completes(small
             im.load()
     assert not (out / "train.csv").exists() and not (out / "summary.json").exists()
     # more space (as if the user freed some): the same command resumes and completes
-    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    resize_disk(small_disk, "64m")
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr
     assert "already complete" in proc.stdout

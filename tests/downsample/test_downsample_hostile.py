@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import shutil
 import struct
 import subprocess
 import sys
@@ -132,22 +131,6 @@ def test_truncated_batch_or_edited_summary_of_a_finished_set_is_rebuilt(small_tr
 
 
 # --------------------------------------------------------------------------- full disk, then a tampered work folder
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MB tmpfs (root only; skipped where mounting is not permitted)."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode(errors='replace').strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def test_disk_full_then_tampered_work_folder_resumes_to_the_right_output(tmp_path, small_disk):

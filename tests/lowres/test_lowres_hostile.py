@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import os
 import resource
-import shutil
 import struct
 import subprocess
 import sys
@@ -14,12 +13,11 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from methbuild.io.lock import folder_lock
 from methbuild.io.lowres_png import png_size
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import assert_user_error, resize_disk, run_cli
 from tests.lowres.images import natural
 
 
@@ -121,22 +119,6 @@ def test_non_utf8_file_name_is_kept_end_to_end(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- full disk
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MB tmpfs (root only; skipped where mounting is not permitted)."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode(errors='replace').strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
 def test_disk_full_exits_1_and_a_rerun_completes(tmp_path, small_disk):
     src = tmp_path / "src"
     src.mkdir()
@@ -153,7 +135,7 @@ def test_disk_full_exits_1_and_a_rerun_completes(tmp_path, small_disk):
     for p in out.rglob("*.png"):
         assert png_size(p) is not None, p
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
-    subprocess.run(["mount", "-o", "remount,size=16m", str(small_disk)], check=True)
+    resize_disk(small_disk, "16m")
     again = run_cli("lowres", src, "--out", out, "--workers", "1", "--quiet")
     assert again.returncode == 0, again.stderr
     assert all(r["status"] in ("written", "already complete") for r in _rows(out).values())

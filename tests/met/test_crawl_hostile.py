@@ -32,7 +32,7 @@ from methbuild.met.crawl import crawl, load_objects
 from methbuild.met.metadata import MET_COLUMNS
 from methbuild.met.mirror import render_jpeg, serve_in_thread
 from methbuild.met.ratelimit import AdaptiveRateLimiter, HostLimiters
-from tests.conftest import REPO, assert_user_error, run_cli
+from tests.conftest import REPO, assert_user_error, resize_disk, run_cli
 
 # Where a refused command would otherwise go if it did not refuse: a closed port, never the internet.
 NOWHERE = ("--api-url", "http://127.0.0.1:9/x", "--retries", "0")
@@ -452,25 +452,6 @@ def test_a_second_crawl_or_met_csv_on_a_busy_folder_exits_2_naming_the_holder(tm
 
 # ---------------------------------------------------------------- full disks
 
-@pytest.fixture
-def small_disk(tmp_path) -> Iterator[Callable[[str], Path]]:
-    """A tmpfs of a given size under tmp_path (skipped where it cannot be mounted); resize() grows it."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
-    if proc.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root): " + proc.stderr.decode(errors="replace").strip())
-
-    def resize(size: str) -> Path:
-        subprocess.run(["mount", "-o", f"remount,size={size}", str(mnt)], check=True)
-        return mnt
-
-    try:
-        yield resize
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 def _fill(disk: Path) -> None:
     """Take every byte left on ``disk`` (a file ``filler``)."""
     fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
@@ -491,7 +472,7 @@ def _one_line_disk_full(proc: subprocess.CompletedProcess) -> None:
 
 
 def test_crawl_on_a_full_disk_stops_cleanly_and_a_rerun_completes(tmp_path, small_disk):
-    disk = small_disk("1m")
+    disk = small_disk
     out = disk / "crawl"
     with serve_in_thread(synthetic=16, seed=3, image_scale=0.2, noise=60) as url:
         ids = sorted(url.mirror.records)
@@ -511,7 +492,7 @@ def test_crawl_on_a_full_disk_stops_cleanly_and_a_rerun_completes(tmp_path, smal
         _fill(disk)
         _one_line_disk_full(_crawl_cli(tmp_path, url, ids + [10**9], out))
         (disk / "filler").unlink()
-        small_disk("64m")  # space freed
+        resize_disk(small_disk, "64m")  # space freed
         proc = _crawl_cli(tmp_path, url, ids, out)
         assert proc.returncode == 0, proc.stderr
         df = load_objects(out)
@@ -521,7 +502,7 @@ def test_crawl_on_a_full_disk_stops_cleanly_and_a_rerun_completes(tmp_path, smal
 
 
 def test_met_csv_on_a_full_disk_leaves_nothing_and_a_rerun_completes(tmp_path, small_disk):
-    disk = small_disk("1m")
+    disk = small_disk
     body = _csv_bytes(4000, pad=400)
     assert len(body) > 1 << 20
     out = disk / "MetObjects.csv"
@@ -530,7 +511,7 @@ def test_met_csv_on_a_full_disk_leaves_nothing_and_a_rerun_completes(tmp_path, s
         proc = run_cli("met", "csv", "--url", f"{srv.root}/img/1.jpg", "--out", out, "--quiet")
         _one_line_disk_full(proc)
         assert [p.name for p in disk.iterdir() if p.name != LOCK_NAME] == []
-        small_disk("16m")
+        resize_disk(small_disk, "16m")
         proc = run_cli("met", "csv", "--url", f"{srv.root}/img/1.jpg", "--out", out, "--quiet")
         assert proc.returncode == 0 and "4000 objects" in proc.stdout, proc.stderr
         assert out.read_bytes() == body

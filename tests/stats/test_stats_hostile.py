@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
-import subprocess
 import zlib
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from methbuild.io.lock import folder_lock
 from tests.conftest import assert_user_error, run_cli
@@ -171,22 +168,6 @@ def test_tampered_header_cache_is_read_again(tmp_path):
 
 
 # --------------------------------------------------------------------------- full disk
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MB tmpfs (root only; skipped where mounting is not permitted)."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode(errors='replace').strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def test_disk_full_is_one_line_exit_1_and_a_rerun_completes(tmp_path, small_disk):
