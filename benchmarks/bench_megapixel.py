@@ -26,6 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bench_ultramnist import _HWM_WRAPPER  # run as a script: benchmarks/ is on sys.path
+
 from methbuild.synth import megapixel as mp
 from methbuild.synth import sparse_png
 from methbuild.synth.mnist import load_pool
@@ -72,17 +74,6 @@ def measure(side: int, n: int) -> dict:
             assert ok
     return {"render": _median_ms(render), "encode": _median_ms(encode), "dense_png": _median_ms(dense_png),
             "original": _median_ms(original), "bytes": statistics.median(sizes)}
-
-
-_HWM_WRAPPER = """
-import runpy, sys
-sys.argv = ["methbuild"] + sys.argv[1:]
-try:
-    runpy.run_module("methbuild", run_name="__main__")
-finally:
-    hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
-    sys.stderr.write("VMHWM_KB=" + hwm + "\\n")
-"""
 
 
 def cli_run(n: int, out: Path) -> tuple[float, float]:

@@ -22,7 +22,6 @@ temporary file); local workers ignore SIGINT, so a Ctrl-C in a terminal is handl
 from __future__ import annotations
 
 import contextlib
-import errno
 import multiprocessing
 import os
 import signal
@@ -34,10 +33,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from methbuild.errors import UserError
+from methbuild.errors import DISK_FULL, UserError
 
-# errno values of a full disk or quota: the environment, not the item; they stop the run.
-DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 MAX_LOCAL_WORKERS = 512  # `--scheduler local:N`: at most this many worker processes (as --workers)
 
 

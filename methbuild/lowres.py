@@ -20,6 +20,7 @@ encoding overlap. The HR original is never re-encoded.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import errno
@@ -492,16 +493,32 @@ def make_lowres(task: LowresTask) -> dict:
 
 def _make_lowres(task: LowresTask) -> dict:
     pyvips = _configure_vips(task.vips_threads)
-    if not os.path.isfile(task.source):
-        raise FileNotFoundError(f"no such file: {task.source}")
-    source_mtime = os.stat(task.source).st_mtime_ns
+    source_mtime = os.stat(task.source).st_mtime_ns if os.path.isfile(task.source) else 0
+    with open_hr(task.source, task.max_pixels) as image:
+        return _from_header(pyvips, image, task, source_mtime)
+
+
+@contextlib.contextmanager
+def open_hr(source: str, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """The libvips image of the HR file ``source``, its header read and no pixel decoded yet, checked
+    against the pixel limit before any buffer exists (a 74-byte PNG may declare 100,000²).
+
+    What every command that decodes an HR image opens it with (lowres, sr pairs, sr degrade): a file
+    that is missing, unreadable or over ``max_pixels`` raises ``FileNotFoundError`` / ``ValueError``,
+    which the executor turns into a failed row. A name that is not UTF-8 works too (:func:`_open_header`).
+    """
+    pyvips = _vips()
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"no such file: {source}")
     try:
-        # Opening reads the header only: sizes, orientation, bands and format are known before decoding.
-        image, fd = _open_header(pyvips, task.source)
+        image, fd = _open_header(pyvips, source)
     except pyvips.Error as exc:
         raise ValueError(f"not a readable image: {_vips_reason(exc)}") from None
     try:
-        return _from_header(pyvips, image, task, source_mtime)
+        if image.width * image.height > max_pixels:
+            raise ValueError(f"image is {image.width}x{image.height} ({image.width * image.height / 1e6:,.0f} MP), "
+                             f"over the pixel limit of {max_pixels / 1e6:,.0f} MP (--max-pixels)")
+        yield image
     finally:
         del image
         if fd is not None:
@@ -509,10 +526,6 @@ def _make_lowres(task: LowresTask) -> dict:
 
 
 def _from_header(pyvips, image, task: LowresTask, source_mtime: int) -> dict:
-    # The pixel limit, from the header, before any buffer exists: a 74-byte PNG may declare 100,000².
-    if image.width * image.height > task.max_pixels:
-        raise ValueError(f"image is {image.width}x{image.height} ({image.width * image.height / 1e6:,.0f} MP), "
-                         f"over the pixel limit of {task.max_pixels / 1e6:,.0f} MP (--max-pixels)")
     hr, notes = prepare(image)
     width, height, bands = hr.width, hr.height, hr.bands  # as a viewer shows it: orientation applied
     box = crop_box(width, height, task.crop_multiple)

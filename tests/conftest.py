@@ -61,3 +61,16 @@ def resize_disk(mnt: Path, size: str) -> Path:
     """Grow (or shrink) the tmpfs of :func:`small_disk` to ``size`` (e.g. ``"64m"``)."""
     subprocess.run(["mount", "-o", f"remount,size={size}", str(mnt)], check=True)
     return mnt
+
+
+def png_header(path: Path, w: int, h: int) -> Path:
+    """A PNG of a few dozen bytes whose header declares w × h RGB pixels (a pixel bomb when large)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    return path

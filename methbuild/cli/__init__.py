@@ -9,7 +9,6 @@ Nothing in the package imports this module.
 from __future__ import annotations
 
 import contextlib
-import errno
 import importlib
 import importlib.util
 import signal
@@ -18,7 +17,7 @@ import sys
 import click
 
 from methbuild import __version__
-from methbuild.errors import UserError
+from methbuild.errors import DISK_FULL, UserError
 
 # command name -> module under methbuild.cli (one module per command).
 COMMANDS: dict[str, str] = {
@@ -38,10 +37,6 @@ COMMANDS: dict[str, str] = {
     "sr": "sr",
     "export": "export",
 }
-
-
-# errno values that mean "the disk is full": reported as one line by main(), exit status 1.
-DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def _module_name(cmd: str) -> str:

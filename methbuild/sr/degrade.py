@@ -362,17 +362,16 @@ class DegradeTask:
 
 def _read_hr(source: str, scale: int) -> tuple[np.ndarray, list[str], tuple[int, int], tuple[int, int, int, int]]:
     pyvips = lowres._configure_vips(1)
-    if not os.path.isfile(source):
-        raise FileNotFoundError(f"no such file: {source}")
-    try:
-        image = pyvips.Image.new_from_file(source, access="sequential", fail_on="error")
-        hr, notes = lowres.prepare(image)
-        box = lowres.crop_box(hr.width, hr.height, scale)
-        if box[2] == 0 or box[3] == 0:
-            raise ValueError(f"image is {hr.width}x{hr.height}, smaller than the scale {scale}")
-        pixels = hr.crop(*box).numpy().reshape(box[3], box[2], hr.bands)
-    except pyvips.Error as exc:
-        raise ValueError(f"cannot decode: {lowres._vips_reason(exc)}") from None
+    # the same opener as lowres: header only, the pixel limit checked before the whole image is decoded
+    with lowres.open_hr(source) as image:
+        try:
+            hr, notes = lowres.prepare(image)
+            box = lowres.crop_box(hr.width, hr.height, scale)
+            if box[2] == 0 or box[3] == 0:
+                raise ValueError(f"image is {hr.width}x{hr.height}, smaller than the scale {scale}")
+            pixels = hr.crop(*box).numpy().reshape(box[3], box[2], hr.bands)
+        except pyvips.Error as exc:
+            raise ValueError(f"cannot decode: {lowres._vips_reason(exc)}") from None
     return np.ascontiguousarray(pixels), notes, (hr.width, hr.height), box
 
 

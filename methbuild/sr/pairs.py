@@ -54,44 +54,40 @@ def crop_multiple_of(scales: Sequence[int]) -> int:
 def make_pair(task: PairTask) -> dict:
     """Write the GT and every LR of one HR image (unless already complete); return its ``pairs.csv`` row."""
     pyvips = lowres._configure_vips(task.vips_threads)
-    if not os.path.isfile(task.source):
-        raise FileNotFoundError(f"no such file: {task.source}")
-    source_mtime = os.stat(task.source).st_mtime_ns
-    try:
-        image = pyvips.Image.new_from_file(task.source, access="sequential", fail_on="error")
-    except pyvips.Error as exc:
-        raise ValueError(f"not a readable image: {lowres._vips_reason(exc)}") from None
-    hr, notes = lowres.prepare(image)
-    width, height, bands = hr.width, hr.height, hr.bands
-    box = lowres.crop_box(width, height, task.crop_multiple)
-    if box[2] == 0 or box[3] == 0:
-        raise ValueError(f"image is {width}x{height}, smaller than the crop multiple {task.crop_multiple}")
-    sizes = {1: (box[2], box[3]), **{s: (box[2] // s, box[3] // s) for s in task.scales}}
-    paths = {1: gt_path(task.out, task.stem), **{s: lr_path(task.out, s, task.stem) for s in task.scales}}
-    complete = all(lowres._is_complete(paths[s], sizes[s], source_mtime) for s in sizes)
-    if not complete:
-        if any(n.startswith("EXIF orientation") for n in notes):
-            try:  # a rotation reads the image in another order than it is stored: decode it whole first
-                hr = hr.copy_memory()
-            except pyvips.Error as exc:
-                raise ValueError(f"cannot decode: {lowres._vips_reason(exc)}") from None
-        hr = hr.crop(*box)
-        profile = hr.get("icc-profile-data") if hr.get_typeof("icc-profile-data") else None
-        writers: dict[int, PngStream] = {}
-        try:
-            for s in sizes:
-                writers[s] = PngStream(paths[s], *sizes[s], bands, icc_profile=profile, fsync=False)
+    source_mtime = os.stat(task.source).st_mtime_ns if os.path.isfile(task.source) else 0
+    # the same opener as lowres: header only, the pixel limit checked before any buffer, any file name
+    with lowres.open_hr(task.source) as image:
+        hr, notes = lowres.prepare(image)
+        width, height, bands = hr.width, hr.height, hr.bands
+        box = lowres.crop_box(width, height, task.crop_multiple)
+        if box[2] == 0 or box[3] == 0:
+            raise ValueError(f"image is {width}x{height}, smaller than the crop multiple {task.crop_multiple}")
+        sizes = {1: (box[2], box[3]), **{s: (box[2] // s, box[3] // s) for s in task.scales}}
+        paths = {1: gt_path(task.out, task.stem), **{s: lr_path(task.out, s, task.stem) for s in task.scales}}
+        complete = all(lowres._is_complete(paths[s], sizes[s], source_mtime) for s in sizes)
+        if not complete:
+            if any(n.startswith("EXIF orientation") for n in notes):
+                try:  # a rotation reads the image in another order than it is stored: decode it whole first
+                    hr = hr.copy_memory()
+                except pyvips.Error as exc:
+                    raise ValueError(f"cannot decode: {lowres._vips_reason(exc)}") from None
+            hr = hr.crop(*box)
+            profile = hr.get("icc-profile-data") if hr.get_typeof("icc-profile-data") else None
+            writers: dict[int, PngStream] = {}
             try:
-                # scale 1 is the identity (reduce by 1 with the cubic kernel): the GT rows of the same decode
-                lowres.stream_pyramid(hr, tuple(sizes), lambda s, rows: writers[s].write(rows))
-            except pyvips.Error as exc:
-                raise ValueError(f"cannot decode: {lowres._vips_reason(exc)}") from None
-            for s in sizes:
-                writers[s].close()
-        except BaseException as exc:
-            for w in writers.values():
-                w.abort(exc)
-            raise
+                for s in sizes:
+                    writers[s] = PngStream(paths[s], *sizes[s], bands, icc_profile=profile, fsync=False)
+                try:
+                    # scale 1 is the identity (reduce by 1 with the cubic kernel): the GT rows of the same decode
+                    lowres.stream_pyramid(hr, tuple(sizes), lambda s, rows: writers[s].write(rows))
+                except pyvips.Error as exc:
+                    raise ValueError(f"cannot decode: {lowres._vips_reason(exc)}") from None
+                for s in sizes:
+                    writers[s].close()
+            except BaseException as exc:
+                for w in writers.values():
+                    w.abort(exc)
+                raise
     row = {"source": task.source, "stem": task.stem, "status": "already complete" if complete else "written",
            "width": width, "height": height, "bands": bands, "crop_left": box[0], "crop_top": box[1],
            "crop_width": box[2], "crop_height": box[3], "notes": "; ".join(notes), "error": ""}

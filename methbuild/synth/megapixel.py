@@ -46,6 +46,7 @@ from methbuild.errors import UserError
 from methbuild.executor import default_workers, run_tasks
 from methbuild.io.atomic import atomic_write_text, clean_stale_temps, ensure_writable_dir
 from methbuild.io.lock import folder_lock
+from methbuild.io.run_marker import check_run_marker
 from methbuild.synth import sparse_png
 from methbuild.synth.mnist import DigitPool, load_pool
 from methbuild.synth.ultramnist import is_complete
@@ -367,18 +368,7 @@ DIGIT_COLUMNS = ("id", "digit", "is_target", "mnist_index", "x", "y", "side", "c
 
 
 def _check_identity(out: Path, opts: Options) -> None:
-    marker = out / MARKER
-    ident = opts.identity()
-    if marker.exists():
-        try:
-            old = json.loads(marker.read_text())
-        except (OSError, ValueError):
-            old = None
-        if old is not None and old != ident:
-            diff = ", ".join(f"{k} {old.get(k)!r} -> {v!r}" for k, v in ident.items() if old.get(k) != v)
-            raise UserError(f"{str(out)!r} holds a Megapixel MNIST set made with other arguments ({diff}); "
-                            "use another --out or remove it")
-    atomic_write_text(marker, json.dumps(ident, indent=2) + "\n")
+    check_run_marker(out / MARKER, opts.identity(), "a Megapixel MNIST set")
 
 
 def image_id(index: int, n: int) -> str:

@@ -39,6 +39,7 @@ from methbuild.errors import UserError
 from methbuild.executor import default_workers, run_tasks
 from methbuild.io.atomic import atomic_path, atomic_write_text, clean_stale_temps, ensure_writable_dir
 from methbuild.io.lock import LOCK_NAME, folder_lock
+from methbuild.io.run_marker import check_run_marker
 from methbuild.synth.mnist import load_pool
 
 N_CLASSES = 28
@@ -496,18 +497,7 @@ def check_outputs(out: Path, opts: Options) -> None:
 
 
 def _check_identity(out: Path, opts: Options) -> None:
-    marker = out / MARKER
-    ident = opts.identity()
-    if marker.exists():
-        try:
-            old = json.loads(marker.read_text())
-        except (OSError, ValueError):
-            old = None
-        if old is not None and old != ident:
-            diff = ", ".join(f"{k} {old.get(k)!r} -> {v!r}" for k, v in ident.items() if old.get(k) != v)
-            raise UserError(f"{str(out)!r} holds an UltraMNIST set made with other arguments ({diff}); "
-                            "use another --out or remove it")
-    atomic_write_text(marker, json.dumps(ident, indent=2) + "\n")
+    check_run_marker(out / MARKER, opts.identity(), "an UltraMNIST set")
 
 
 def size_report(sides_r: list[tuple[int, int]], size: int) -> dict:

@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import os
 import resource
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,19 +17,8 @@ from PIL import Image
 from methbuild.downsample import Options, build
 from methbuild.io.imagenet_batches import all_file_names
 from methbuild.io.lock import folder_lock
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import assert_user_error, png_header, run_cli
 from tests.downsample.imagenet_tree import make_tree
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def pixel_bomb(path: Path, side: int = 100_000) -> Path:
-    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b""))
-                     + _png_chunk(b"IEND", b""))
-    return path
 
 
 @pytest.fixture
@@ -55,7 +42,7 @@ def _same_batches(a: Path, b: Path) -> None:
 
 def test_pixel_bomb_is_skipped_from_its_header(small_tree, tmp_path):
     d = next((small_tree / "train").iterdir())
-    pixel_bomb(d / "bomb.JPEG")
+    png_header(d / "bomb.JPEG", 100_000, 100_000)
     Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(d / "big.JPEG", "PNG")  # 10,000 px: over --max-pixels
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "methbuild", "downsample", small_tree, "--size", "16", "--out", out,

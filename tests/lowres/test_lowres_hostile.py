@@ -6,10 +6,8 @@ from __future__ import annotations
 import csv
 import os
 import resource
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,25 +15,13 @@ from PIL import Image
 
 from methbuild.io.lock import folder_lock
 from methbuild.io.lowres_png import png_size
-from tests.conftest import assert_user_error, resize_disk, run_cli
+from tests.conftest import assert_user_error, png_header, resize_disk, run_cli
 from tests.lowres.images import natural
 
 
 def _rows(out: Path) -> dict[str, dict]:
     with open(out / "lowres.csv", newline="", encoding="utf-8") as fh:  # always valid UTF-8
         return {r["stem"]: r for r in csv.DictReader(fh)}
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def pixel_bomb(path: Path, side: int = 100_000) -> Path:
-    """A PNG of a few dozen bytes whose header declares side × side RGB pixels."""
-    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b""))
-                     + _png_chunk(b"IEND", b""))
-    return path
 
 
 def _limit_memory(limit: int):
@@ -50,7 +36,7 @@ def _limit_memory(limit: int):
 def test_pixel_bomb_is_a_failed_row_checked_before_any_allocation(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
-    bomb = pixel_bomb(src / "bomb.png")
+    bomb = png_header(src / "bomb.png", 100_000, 100_000)
     assert bomb.stat().st_size < 100
     Image.fromarray(natural(64, 48)).save(src / "good.png")
     out = tmp_path / "out"

@@ -6,25 +6,13 @@ from __future__ import annotations
 import json
 import os
 import struct
-import zlib
 from pathlib import Path
 
 import pandas as pd
 
 from methbuild.io.lock import folder_lock
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import assert_user_error, png_header, run_cli
 from tests.stats.imgs import save
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png_header(path: Path, w: int, h: int) -> Path:
-    """A PNG of a few dozen bytes declaring w × h RGB pixels."""
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-                     + _png_chunk(b"IDAT", zlib.compress(b"")) + _png_chunk(b"IEND", b""))
-    return path
 
 
 def tiff_header(path: Path, w: int, h: int) -> Path:
